@@ -1,0 +1,48 @@
+"""Shared, versioned shapes of Fairshare: frozen msgspec Structs, no I/O.
+
+Schemas evolve by adding fields with defaults at the end (msgspec schema-evolution rules), so an
+older client keeps decoding newer responses.
+"""
+
+from __future__ import annotations
+
+from contracts.catalog import Chunk, Dataset, Document, Licence, Owner
+from contracts.errors import (
+    AuthError,
+    ConflictError,
+    FairshareError,
+    ForbiddenError,
+    InvalidInput,
+    NotFound,
+    PaymentRequired,
+    Unavailable,
+)
+from contracts.ledger import DatasetLine, Hit, Statement
+from contracts.money import Money, split_price
+from contracts.search import Citation, SearchRequest, SearchResponse, SearchResult, Timings
+
+__all__ = [
+    "AuthError",
+    "Chunk",
+    "Citation",
+    "ConflictError",
+    "Dataset",
+    "DatasetLine",
+    "Document",
+    "FairshareError",
+    "ForbiddenError",
+    "Hit",
+    "InvalidInput",
+    "Licence",
+    "Money",
+    "NotFound",
+    "Owner",
+    "PaymentRequired",
+    "SearchRequest",
+    "SearchResponse",
+    "SearchResult",
+    "Statement",
+    "Timings",
+    "Unavailable",
+    "split_price",
+]

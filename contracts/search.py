@@ -1,0 +1,65 @@
+"""The search request and response: the product's main contract."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from contracts.types import CurrencyCode, Micros, Slug
+
+MAX_TOP_K = 50
+Query = Annotated[str, Meta(min_length=1, max_length=4_096)]
+
+
+class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """`POST /v1/search` body. `rerank=None` means "rerank when a reranker is loaded"."""
+
+    query: Query
+    top_k: Annotated[int, Meta(ge=1, le=MAX_TOP_K)] = 10
+    datasets: Annotated[list[Slug], Meta(max_length=100)] | None = None
+    max_cost_micros: Micros | None = None
+    rerank: bool | None = None
+
+
+class Citation(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a passage comes from. `char_start:char_end` spans exactly the delivered text in the
+    source document, and `attribution` must accompany the passage wherever it is shown."""
+
+    dataset_id: str
+    owner_id: str
+    owner_name: str
+    document_id: str
+    title: str
+    url: str | None
+    char_start: int
+    char_end: int
+    licence_id: str
+    attribution: str
+
+
+class SearchResult(msgspec.Struct, frozen=True, kw_only=True):
+    chunk_id: str
+    text: str
+    score: float
+    price_micros: int
+    citation: Citation
+
+
+class Timings(msgspec.Struct, frozen=True, kw_only=True):
+    """Wall-clock milliseconds per stage of this request."""
+
+    embed: float
+    retrieve: float
+    rerank: float
+    total: float
+
+
+class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):
+    query_id: str
+    results: list[SearchResult]
+    cost_micros: Micros
+    currency: CurrencyCode
+    reranked: bool
+    timings_ms: Timings
