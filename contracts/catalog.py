@@ -10,6 +10,9 @@ from msgspec import Meta
 from contracts.types import BasisPoints, CurrencyCode, Micros, Slug
 
 Text = Annotated[str, Meta(min_length=1, max_length=2_000_000)]
+# Document ids come from publishers' systems ("MED-10", "2026/03/cap.md"), so any printable id
+# without whitespace is accepted; they are never used as paths or URL segments by us.
+DocumentId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f]+$")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 MetadataValue = str | int | float | bool | None
 
@@ -51,8 +54,8 @@ class Dataset(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 class Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """One source record as ingested. `text` is kept verbatim: chunk spans index into it."""
 
-    id: Slug
-    title: Annotated[str, Meta(max_length=1_000)]
+    id: DocumentId
+    title: Annotated[str, Meta(max_length=1_000)] = ""
     text: Text
     url: Annotated[str, Meta(max_length=2_000)] | None = None
     published_at: Annotated[str, Meta(max_length=40)] | None = None

@@ -5,7 +5,7 @@
     ├── AuthError                  401  missing, malformed or unknown API key
     ├── ForbiddenError             403  key is valid but its role or scope does not allow this
     ├── NotFound                   404  an id that does not exist
-    ├── ConflictError              409  idempotency-key reuse with a different body, concurrent edits
+    ├── ConflictError              409  key reused with another body; concurrent edits
     ├── PaymentRequired            402  a search that cannot be paid for
     └── Unavailable                503  a dependency (model, index, database) is not ready
 

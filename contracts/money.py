@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 
 from contracts.errors import InvalidInput
-from contracts.types import BasisPoints, CurrencyCode, Micros
+from contracts.types import CurrencyCode, Micros
 
 MICROS_PER_UNIT = 1_000_000
 BPS_DENOMINATOR = 10_000
@@ -16,11 +16,42 @@ BPS_DENOMINATOR = 10_000
 # Minor-unit exponents from ISO 4217 for the currencies we settle in. A currency missing here is
 # refused rather than guessed: its rounding at payout time would otherwise be wrong.
 MINOR_UNITS: dict[str, int] = {
-    "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "CAD": 2, "AUD": 2, "NZD": 2, "SGD": 2, "HKD": 2,
-    "SEK": 2, "NOK": 2, "DKK": 2, "PLN": 2, "CZK": 2, "INR": 2, "IDR": 2, "MYR": 2, "PHP": 2,
-    "THB": 2, "ZAR": 2, "BRL": 2, "MXN": 2, "CNY": 2, "KES": 2, "NGN": 2, "EGP": 2,
-    "JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0,
-    "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3,
+    "USD": 2,
+    "EUR": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "NZD": 2,
+    "SGD": 2,
+    "HKD": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "CZK": 2,
+    "INR": 2,
+    "IDR": 2,
+    "MYR": 2,
+    "PHP": 2,
+    "THB": 2,
+    "ZAR": 2,
+    "BRL": 2,
+    "MXN": 2,
+    "CNY": 2,
+    "KES": 2,
+    "NGN": 2,
+    "EGP": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "VND": 0,
+    "CLP": 0,
+    "ISK": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "TND": 3,
 }
 
 

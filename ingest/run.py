@@ -1,0 +1,206 @@
+"""Ingest one licensed source into one dataset: read, chunk, embed, stage indexes, commit.
+
+Visibility is decided by one SQL transaction (`commit_ingest`), which bumps the dataset's
+generation. Index files for the new generation are written before it and garbage-collected after,
+so search sees either the whole old dataset or the whole new one, never half a document.
+
+Bad records: every one is reported with its line (or file) and reason. By default the good
+records still go in, because one typo should not block a 50,000-document licence; `strict=True`
+writes nothing when any record is bad. With errors present, `sync` deletes nothing: a document
+whose line failed to parse is not "gone from the source".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from contracts import Chunk, Document, InvalidInput
+from ingest.chunking import chunk_document, content_hash, indexed_text
+from ingest.readers import Record, RecordError, read_source
+from ranking.embedder import Embedder
+from ranking.lexical import BM25Index
+from ranking.vectors import VectorIndex
+
+EMBED_STEP = 256
+
+
+class CatalogWriter(Protocol):
+    """What ingest needs of the SQL catalog (implemented by `ledger.catalog.CatalogStore`)."""
+
+    async def generations(self) -> dict[str, int]: ...
+    async def document_hashes(self, dataset_id: str) -> dict[str, str]: ...
+    async def chunk_texts(self, dataset_id: str) -> list[tuple[str, str, str, str]]: ...
+    async def commit_ingest(
+        self,
+        *,
+        dataset_id: str,
+        expected_generation: int,
+        upserts: Sequence[tuple[Document, str, Sequence[Chunk]]],
+        deletes: Sequence[str],
+    ) -> int: ...
+
+
+@dataclass
+class IngestReport:
+    dataset_id: str
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    chunks_written: int = 0
+    generation: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.dataset_id}: {self.added} added, {self.changed} changed, "
+            f"{self.unchanged} unchanged, {self.removed} removed, {self.chunks_written} chunks "
+            f"written, {len(self.errors)} bad records (generation {self.generation})"
+        )
+
+
+@contextmanager
+def dataset_lock(lock_dir: Path, dataset_id: str) -> Iterator[None]:
+    """One ingest per dataset at a time on this machine: two would race for the same generation
+    directory. The SQL generation check still catches writers on other machines."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{dataset_id}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def ingest_source(
+    source: Path,
+    *,
+    dataset_id: str,
+    catalog: CatalogWriter,
+    embedder: Embedder,
+    vector_indexes: Sequence[VectorIndex],
+    lexical: BM25Index,
+    lock_dir: Path,
+    sync: bool = False,
+    strict: bool = False,
+    progress: bool = True,
+) -> IngestReport:
+    if not source.exists():
+        raise InvalidInput(f"source {str(source)!r} does not exist")
+    report = IngestReport(dataset_id)
+    records: dict[str, Record] = {}
+    for item in read_source(source):
+        if isinstance(item, RecordError):
+            report.errors.append(item)
+        elif item.document.id in records:
+            first = records[item.document.id].location
+            report.errors.append(
+                RecordError(item.location, f"duplicate id {item.document.id!r} (first at {first})")
+            )
+        else:
+            records[item.document.id] = item
+    if strict and report.errors:
+        report.notes.append("strict mode: nothing written because of bad records")
+        return report
+
+    with dataset_lock(lock_dir, dataset_id):
+        generations = await catalog.generations()
+        if dataset_id not in generations:
+            raise InvalidInput(
+                f"unknown dataset {dataset_id!r}: add it with `fairshare datasets add`"
+            )
+        base_generation = generations[dataset_id]
+        existing = await catalog.document_hashes(dataset_id)
+
+        upserts: list[tuple[Document, str]] = []
+        for record in records.values():
+            digest = content_hash(record.document)
+            previous = existing.get(record.document.id)
+            if previous == digest:
+                report.unchanged += 1
+                continue
+            upserts.append((record.document, digest))
+            if previous is None:
+                report.added += 1
+            else:
+                report.changed += 1
+        deletes: list[str] = []
+        if sync:
+            if report.errors:
+                report.notes.append("--sync skipped deletions because some records were bad")
+            else:
+                deletes = sorted(set(existing) - set(records))
+                report.removed = len(deletes)
+        report.generation = base_generation
+        if not upserts and not deletes:
+            return report
+
+        chunked = [
+            (document, digest, chunk_document(dataset_id, document, embedder.token_spans))
+            for document, digest in upserts
+        ]
+        new_chunks = [
+            (document.title, chunk) for document, _, chunks in chunked for chunk in chunks
+        ]
+        vectors = _embed(embedder, [indexed_text(t, c.text) for t, c in new_chunks], progress)
+        add_ids = [chunk.id for _, chunk in new_chunks]
+
+        replaced = {document.id for document, _ in upserts} | set(deletes)
+        old = await catalog.chunk_texts(dataset_id)
+        remove_ids = [chunk_id for chunk_id, doc_id, _, _ in old if doc_id in replaced]
+        kept = [
+            (cid, indexed_text(title, text))
+            for cid, doc_id, title, text in old
+            if doc_id not in replaced
+        ]
+        generation = base_generation + 1
+        for index in vector_indexes:
+            index.prepare(
+                dataset_id,
+                base_generation=base_generation,
+                generation=generation,
+                add_ids=add_ids,
+                add_vectors=vectors,
+                remove_ids=remove_ids,
+            )
+        lexical.build(
+            dataset_id,
+            generation,
+            [cid for cid, _ in kept] + add_ids,
+            [text for _, text in kept] + [indexed_text(t, c.text) for t, c in new_chunks],
+        )
+        report.generation = await catalog.commit_ingest(
+            dataset_id=dataset_id,
+            expected_generation=base_generation,
+            upserts=chunked,
+            deletes=deletes,
+        )
+        for index in vector_indexes:
+            index.finalize(dataset_id, generation=generation, remove_ids=remove_ids)
+        lexical.finalize(dataset_id, generation=generation)
+        report.chunks_written = len(add_ids)
+        return report
+
+
+def _embed(embedder: Embedder, texts: Sequence[str], progress: bool) -> np.ndarray:
+    parts = []
+    with tqdm(
+        total=len(texts), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr
+    ) as bar:
+        for start in range(0, len(texts), EMBED_STEP):
+            batch = texts[start : start + EMBED_STEP]
+            parts.append(embedder.embed_passages(batch))
+            bar.update(len(batch))
+    if not parts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.vstack(parts)

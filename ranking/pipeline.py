@@ -1,0 +1,131 @@
+"""The one search pipeline: the HTTP API, the CLI and evaluation all call `SearchPipeline.search`.
+
+embed query -> dense + BM25 candidates (per-dataset, generation-pinned) -> RRF -> cross-encoder
+rerank of the head -> ranked chunk ids. Selection under `top_k` and budget happens after the
+caller has attached prices (see `ranking.selection`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from ranking.embedder import Embedder
+from ranking.fusion import reciprocal_rank_fusion
+from ranking.lexical import BM25Index
+from ranking.rerank import Reranker
+from ranking.vectors import VectorIndex
+
+Mode = Literal["bm25", "dense", "hybrid"]
+# Candidates per retriever: DESIGN.md's baseline Recall@100 is measured at this depth.
+CANDIDATE_DEPTH = 100
+# The cross-encoder scores ~170 pairs/s on 2 cores (DESIGN.md); 30 keeps a rerank near 200 ms.
+RERANK_DEPTH = 30
+
+T = TypeVar("T")
+TextLoader = Callable[[Sequence[str]], Awaitable[Mapping[str, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    chunk_id: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    items: list[Ranked]
+    reranked: bool
+    embed_ms: float
+    retrieve_ms: float
+    rerank_ms: float
+
+
+class SearchPipeline:
+    def __init__(
+        self,
+        embedder: Embedder,
+        vectors: VectorIndex,
+        lexical: BM25Index,
+        reranker: Reranker | None,
+        *,
+        candidate_depth: int = CANDIDATE_DEPTH,
+        rerank_depth: int = RERANK_DEPTH,
+        threads: int = 2,
+    ) -> None:
+        self.embedder = embedder
+        self.vectors = vectors
+        self.lexical = lexical
+        self.reranker = reranker
+        self.candidate_depth = candidate_depth
+        self.rerank_depth = rerank_depth
+        # Model and index work runs off the event loop, bounded so it cannot starve the loop's
+        # own threads (health checks, ledger commits).
+        self._limiter = anyio.CapacityLimiter(threads)
+
+    async def _off_loop(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._limiter)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        generations: Mapping[str, int],
+        rerank: bool,
+        texts: TextLoader,
+        mode: Mode = "hybrid",
+    ) -> Ranking:
+        """Rank chunks of the datasets in `generations` for `query`, best first.
+
+        `texts` returns the text the cross-encoder reads for each id it is given (title + chunk);
+        ids it omits are treated as no longer visible and dropped from the reranked head.
+        """
+        started = time.perf_counter()
+        dense: list[tuple[str, float]] = []
+        lexical: list[tuple[str, float]] = []
+        embed_ms = 0.0
+        if mode in ("dense", "hybrid"):
+            vector = (await self._off_loop(lambda: self.embedder.embed_queries([query])))[0]
+            embed_ms = (time.perf_counter() - started) * 1000
+            dense = await self._off_loop(
+                lambda: self.vectors.search(vector, self.candidate_depth, generations)
+            )
+        if mode in ("bm25", "hybrid"):
+            lexical = await self._off_loop(
+                lambda: self.lexical.search(query, self.candidate_depth, generations)
+            )
+        if mode == "hybrid":
+            fused = reciprocal_rank_fusion([[c for c, _ in dense], [c for c, _ in lexical]])
+        else:
+            fused = dense or lexical
+        items = [Ranked(chunk_id, score) for chunk_id, score in fused]
+        rerank_started = time.perf_counter()
+        retrieve_ms = (rerank_started - started) * 1000 - embed_ms
+        reranked = False
+        if rerank and self.reranker is not None and items:
+            items = await self._rerank(query, items, texts)
+            reranked = True
+        rerank_ms = (time.perf_counter() - rerank_started) * 1000 if reranked else 0.0
+        return Ranking(items, reranked, embed_ms, retrieve_ms, rerank_ms)
+
+    async def _rerank(self, query: str, items: list[Ranked], texts: TextLoader) -> list[Ranked]:
+        reranker = self.reranker
+        assert reranker is not None
+        head, tail = items[: self.rerank_depth], items[self.rerank_depth :]
+        loaded = await texts([item.chunk_id for item in head])
+        visible = [item for item in head if item.chunk_id in loaded]
+        scores = await self._off_loop(
+            lambda: reranker.score(query, [loaded[item.chunk_id] for item in visible])
+        )
+        rescored = sorted(
+            (Ranked(item.chunk_id, score) for item, score in zip(visible, scores, strict=True)),
+            key=lambda r: (-r.score, r.chunk_id),
+        )
+        # The unreranked tail keeps its fusion order below the head: scores from two models
+        # are not comparable, so they are never interleaved.
+        return rescored + tail

@@ -1,0 +1,132 @@
+"""Qdrant index: the system of record for vectors and their payload, local on disk or a server."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from qdrant_client import QdrantClient, models
+
+COLLECTION = "chunks"
+UPSERT_BATCH = 512
+
+
+def open_qdrant(*, url: str | None, path: Path) -> QdrantClient:
+    """A client for the server at `url`, or for local mode under `path`.
+
+    Local mode holds a file lock: one process at a time may open it.
+    """
+    if url:
+        return QdrantClient(url=url)
+    path.mkdir(parents=True, exist_ok=True)
+    return QdrantClient(path=str(path))
+
+
+class QdrantIndex:
+    """All datasets in one collection, partitioned by a `dataset_id` payload filter.
+
+    Qdrant point ids must be UUIDs or integers; chunk ids are UUID hex strings, so they map 1:1.
+    """
+
+    name = "qdrant"
+
+    def __init__(self, client: QdrantClient, dim: int, collection: str = COLLECTION) -> None:
+        self.client = client
+        self.dim = dim
+        self.collection = collection
+        if not client.collection_exists(collection):
+            client.create_collection(
+                collection,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            )
+            with warnings.catch_warnings():
+                # Local mode ignores payload indexes (and says so); a server uses it to filter.
+                warnings.simplefilter("ignore", UserWarning)
+                client.create_payload_index(
+                    collection, "dataset_id", models.PayloadSchemaType.KEYWORD
+                )
+
+    def prepare(
+        self,
+        dataset_id: str,
+        *,
+        base_generation: int,
+        generation: int,
+        add_ids: Sequence[str],
+        add_vectors: NDArray[np.float32],
+        remove_ids: Sequence[str],
+    ) -> None:
+        # New points are invisible until the catalog lists their chunks; upserting early is safe.
+        for start in range(0, len(add_ids), UPSERT_BATCH):
+            ids = add_ids[start : start + UPSERT_BATCH]
+            vectors = add_vectors[start : start + UPSERT_BATCH]
+            self.client.upsert(
+                self.collection,
+                points=models.Batch(
+                    ids=list(ids),
+                    vectors=vectors.tolist(),
+                    payloads=[{"dataset_id": dataset_id}] * len(ids),
+                ),
+                wait=True,
+            )
+
+    def finalize(self, dataset_id: str, *, generation: int, remove_ids: Sequence[str]) -> None:
+        for start in range(0, len(remove_ids), UPSERT_BATCH):
+            self.client.delete(
+                self.collection,
+                points_selector=models.PointIdsList(
+                    points=list(remove_ids[start : start + UPSERT_BATCH])
+                ),
+                wait=True,
+            )
+
+    def drop(self, dataset_id: str) -> None:
+        self.client.delete(
+            self.collection,
+            points_selector=models.FilterSelector(filter=_datasets_filter([dataset_id])),
+            wait=True,
+        )
+
+    def search(
+        self, query: NDArray[np.float32], k: int, generations: Mapping[str, int]
+    ) -> list[tuple[str, float]]:
+        if not generations:
+            return []
+        response = self.client.query_points(
+            self.collection,
+            query=query.astype(np.float32).tolist(),
+            query_filter=_datasets_filter(sorted(generations)),
+            limit=k,
+        )
+        # Qdrant returns UUIDs in dashed form; chunk ids are the undashed hex.
+        pairs = [(str(p.id).replace("-", ""), float(p.score)) for p in response.points]
+        pairs.sort(key=lambda pair: (-pair[1], pair[0]))
+        return pairs
+
+    def chunk_ids(self, dataset_id: str, generation: int) -> set[str]:
+        found: set[str] = set()
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                self.collection,
+                scroll_filter=_datasets_filter([dataset_id]),
+                limit=1024,
+                offset=offset,
+                with_payload=False,
+                with_vectors=False,
+            )
+            found.update(str(p.id).replace("-", "") for p in points)
+            if offset is None:
+                return found
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _datasets_filter(dataset_ids: Sequence[str]) -> models.Filter:
+    return models.Filter(
+        must=[models.FieldCondition(key="dataset_id", match=models.MatchAny(any=list(dataset_ids)))]
+    )
