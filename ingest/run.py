@@ -164,32 +164,59 @@ async def ingest_source(
             if doc_id not in replaced
         ]
         generation = base_generation + 1
-        for index in vector_indexes:
-            index.prepare(
+        try:
+            for index in vector_indexes:
+                index.prepare(
+                    dataset_id,
+                    base_generation=base_generation,
+                    generation=generation,
+                    add_ids=add_ids,
+                    add_vectors=vectors,
+                    remove_ids=remove_ids,
+                )
+            lexical.build(
                 dataset_id,
-                base_generation=base_generation,
-                generation=generation,
-                add_ids=add_ids,
-                add_vectors=vectors,
-                remove_ids=remove_ids,
+                generation,
+                [cid for cid, _ in kept] + add_ids,
+                [text for _, text in kept] + [indexed_text(t, c.text) for t, c in new_chunks],
             )
-        lexical.build(
-            dataset_id,
-            generation,
-            [cid for cid, _ in kept] + add_ids,
-            [text for _, text in kept] + [indexed_text(t, c.text) for t, c in new_chunks],
-        )
-        report.generation = await catalog.commit_ingest(
-            dataset_id=dataset_id,
-            expected_generation=base_generation,
-            upserts=chunked,
-            deletes=deletes,
-        )
+            report.generation = await catalog.commit_ingest(
+                dataset_id=dataset_id,
+                expected_generation=base_generation,
+                upserts=chunked,
+                deletes=deletes,
+            )
+        except BaseException:
+            await _abort(catalog, dataset_id, generation, add_ids, vector_indexes, lexical)
+            raise
         for index in vector_indexes:
             index.finalize(dataset_id, generation=generation, remove_ids=remove_ids)
         lexical.finalize(dataset_id, generation=generation)
         report.chunks_written = len(add_ids)
         return report
+
+
+async def _abort(
+    catalog: CatalogWriter,
+    dataset_id: str,
+    generation: int,
+    add_ids: Sequence[str],
+    vector_indexes: Sequence[VectorIndex],
+    lexical: BM25Index,
+) -> None:
+    """Remove what was staged for a generation that did not commit.
+
+    The commit may have failed after the database applied it (a dropped connection), so the
+    catalog decides: if it already shows the new generation, the staged files are live.
+    """
+    try:
+        if (await catalog.generations()).get(dataset_id) == generation:
+            return
+    except Exception:
+        return  # cannot tell; staged leftovers are invisible (SQL gates visibility), keep them
+    for index in vector_indexes:
+        index.abort(dataset_id, generation=generation, add_ids=add_ids)
+    lexical.abort(dataset_id, generation=generation)
 
 
 def _embed(embedder: Embedder, texts: Sequence[str], progress: bool) -> np.ndarray:

@@ -93,6 +93,9 @@ class FaissIndex:
             if child.name.isdigit() and int(child.name) < generation:
                 shutil.rmtree(child, ignore_errors=True)
 
+    def abort(self, dataset_id: str, *, generation: int, add_ids: Sequence[str]) -> None:
+        shutil.rmtree(self._dir(dataset_id, generation), ignore_errors=True)
+
     def drop(self, dataset_id: str) -> None:
         shutil.rmtree(self.root / dataset_id, ignore_errors=True)
         with self._lock:

@@ -83,6 +83,11 @@ class QdrantIndex:
                 wait=True,
             )
 
+    def abort(self, dataset_id: str, *, generation: int, add_ids: Sequence[str]) -> None:
+        # Chunk ids hash the document content, so staged ids are never ids the committed
+        # generation serves; removing them cannot take anything visible away.
+        self.finalize(dataset_id, generation=generation, remove_ids=add_ids)
+
     def drop(self, dataset_id: str) -> None:
         self.client.delete(
             self.collection,

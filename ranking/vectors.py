@@ -9,6 +9,8 @@ becomes visible:
 2. The catalog commit flips the generation.
 3. `finalize(...)` removes what the old generation needed and the new one does not.
 
+If the commit fails, `abort(...)` removes what `prepare` staged, so nothing orphaned lingers.
+
 Search receives the generation of every dataset it may read, as the catalog says now, so a search
 never mixes two versions of a dataset's files. Candidates are then hydrated from SQL, which drops
 any vector whose chunk the catalog does not (or no longer) list.
@@ -38,6 +40,8 @@ class VectorIndex(Protocol):
     ) -> None: ...
 
     def finalize(self, dataset_id: str, *, generation: int, remove_ids: Sequence[str]) -> None: ...
+
+    def abort(self, dataset_id: str, *, generation: int, add_ids: Sequence[str]) -> None: ...
 
     def search(
         self, query: NDArray[np.float32], k: int, generations: Mapping[str, int]

@@ -47,6 +47,7 @@ async def demo_runtime(
 ) -> AsyncIterator[Runtime]:
     """The demo catalog ingested once into a throwaway data dir; FAISS serves, Qdrant is written."""
     settings = make_settings(tmp_path_factory.mktemp("demo-data"))
-    async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
+    # The reranker stage is configured off (no FAIRSHARE_RERANKER_MODEL), as on a fresh install.
+    async with open_runtime(settings, with_qdrant=True) as runtime:
         await load_demo_catalog(runtime, progress=False)
         yield runtime

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from contracts import Document
 from ingest.chunking import (
     OVERLAP_TOKENS,
@@ -32,7 +34,7 @@ def test_chunks_fit_the_embedder_window_and_overlap(embedder: SentenceEmbedder) 
     for chunk in chunks:
         # Snapping to word boundaries may add a word piece or two, never a window's worth.
         assert len(embedder.token_spans(chunk.text)) <= WINDOW_TOKENS + 8 < embedder.max_tokens
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.char_start < before.char_end, "neighbouring chunks must overlap"
     overlap_tokens = len(embedder.token_spans(LONG[chunks[1].char_start : chunks[0].char_end]))
     assert OVERLAP_TOKENS - 8 <= overlap_tokens <= OVERLAP_TOKENS + 8

@@ -1,0 +1,220 @@
+"""Tables of the catalog and the ledger (SQLAlchemy Core). migrations/ must create exactly these.
+
+Money columns are BigInteger micros. Hits are denormalised on purpose and have no foreign key to
+chunks: chunks are replaced on re-ingest, while a hit is history and must keep its meaning.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+# Deterministic constraint names, so PostgreSQL and SQLite agree and migrations can name them.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    SQLite has no time zones: it stores naive UTC text (which also sorts correctly) and hands back
+    naive values, so values are normalised to UTC on the way in and made aware on the way out.
+    Naive datetimes are refused: guessing their zone would misplace hits across period boundaries.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: pass a timezone-aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _money(name: str) -> Column[int]:
+    return Column(name, BigInteger, nullable=False)
+
+
+owners = Table(
+    "owners",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+licences = Table(
+    "licences",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    _money("price_per_hit_micros"),
+    Column("owner_share_bps", Integer, nullable=False),
+    Column("snippet_cap_chars", Integer, nullable=False),
+    Column("attribution", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("price_per_hit_micros >= 0", name="price_nonnegative"),
+    CheckConstraint("owner_share_bps BETWEEN 0 AND 10000", name="share_in_range"),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner_id", Text, ForeignKey("owners.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("licence_id", Text, ForeignKey("licences.id"), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("dataset_id", Text, ForeignKey("datasets.id"), nullable=False),
+    Column("id", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("url", Text, nullable=True),
+    Column("published_at", Text, nullable=True),
+    Column("language", Text, nullable=True),
+    Column("metadata", Text, nullable=False),  # JSON object, encoded by msgspec
+    Column("content_hash", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("dataset_id", "id"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("dataset_id", Text, nullable=False),
+    Column("document_id", Text, nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("char_start", Integer, nullable=False),
+    Column("char_end", Integer, nullable=False),
+    ForeignKeyConstraint(
+        ["dataset_id", "document_id"],
+        ["documents.dataset_id", "documents.id"],
+        ondelete="CASCADE",
+    ),
+    Index(None, "dataset_id", "document_id"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("name"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("customer_id", Text, ForeignKey("customers.id"), nullable=False),
+    Column("role", Text, nullable=False),
+    Column("owner_id", Text, ForeignKey("owners.id"), nullable=True),
+    Column("key_hash", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    UniqueConstraint("key_hash"),
+    CheckConstraint("role IN ('agent', 'owner', 'admin')", name="role_known"),
+)
+
+queries = Table(
+    "queries",
+    metadata,
+    Column("query_id", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=True),
+    Column("request_hash", Text, nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    _money("cost_micros"),
+    Column("currency", CHAR(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # NULL keys never collide (SQL semantics on both backends): requests without a key are free.
+    UniqueConstraint("customer_id", "idempotency_key"),
+    CheckConstraint("cost_micros >= 0", name="cost_nonnegative"),
+)
+
+hits = Table(
+    "hits",
+    metadata,
+    # SQLite only autoincrements a column declared exactly INTEGER PRIMARY KEY.
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("query_id", Text, ForeignKey("queries.query_id"), nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("chunk_id", Text, nullable=False),
+    Column("document_id", Text, nullable=False),
+    Column("dataset_id", Text, nullable=False),
+    Column("owner_id", Text, nullable=False),
+    Column("licence_id", Text, nullable=False),
+    _money("price_micros"),
+    _money("owner_micros"),
+    _money("platform_micros"),
+    Column("currency", CHAR(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("query_id", "rank"),
+    CheckConstraint("owner_micros + platform_micros = price_micros", name="split_sums"),
+    CheckConstraint(
+        "price_micros >= 0 AND owner_micros >= 0 AND platform_micros >= 0", name="nonnegative"
+    ),
+    Index(None, "owner_id", "created_at"),  # statements
+    Index(None, "customer_id", "chunk_id"),  # has the customer bought this chunk?
+)
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime: the only kind the tables accept."""
+    return datetime.now(UTC)

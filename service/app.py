@@ -1,0 +1,67 @@
+"""The Litestar application: resources opened in the lifespan, routes in `service/routes/`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from ledger.keys import Principal
+from service.auth import authenticate
+from service.problems import EXCEPTION_HANDLERS
+from service.routes import admin, catalog, health, owners, search
+from service.runtime import Runtime, open_runtime
+from service.settings import Settings, load_settings
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def _runtime(state: State) -> Runtime:
+    runtime: Runtime = state.runtime
+    return runtime
+
+
+async def _principal(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
+    return await authenticate(request, runtime)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
+    """Build the app. With `runtime` given (tests), the lifespan does not open another one."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        async with open_runtime(settings or load_settings()) as opened:
+            app.state.runtime = opened
+            yield
+
+    return Litestar(
+        route_handlers=[
+            search.search,
+            catalog.list_datasets,
+            catalog.get_chunk,
+            owners.owner_statement,
+            admin.add_owner,
+            admin.list_owners,
+            admin.add_dataset,
+            admin.create_key,
+            health.healthz,
+            health.readyz,
+        ],
+        dependencies={
+            "runtime": Provide(_runtime, sync_to_thread=False),
+            "principal": Provide(_principal),
+        },
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="Fairshare", version="0.1.0", path="/schema"),
+        request_max_body_size=MAX_BODY_BYTES,
+    )

@@ -1,0 +1,261 @@
+"""The `fairshare` command line. Every command runs the same code as the HTTP API, in-process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from contracts import FairshareError, InvalidInput, Owner, SearchRequest
+from ingest.run import ingest_source
+from ledger.statements import build_statement, statement_csv, statement_html
+from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_licence
+from service.runtime import open_runtime
+from service.searching import run_search
+from service.settings import Settings, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(value)).decode() + "\n")
+
+
+async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
+        report = await ingest_source(
+            Path(args.path),
+            dataset_id=args.dataset,
+            catalog=runtime.catalog,
+            embedder=runtime.embedder,
+            vector_indexes=runtime.vector_indexes(),
+            lexical=runtime.lexical,
+            lock_dir=runtime.lock_dir,
+            sync=args.sync,
+            strict=args.strict,
+            progress=not args.no_progress,
+        )
+    for error in report.errors:
+        print(f"bad record: {error}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    api_key = args.api_key or os.environ.get("FAIRSHARE_API_KEY")
+    if not api_key:
+        raise InvalidInput("searching is charged: pass --api-key or set FAIRSHARE_API_KEY")
+    request = msgspec.convert(
+        {
+            "query": args.query,
+            "top_k": args.top_k,
+            "datasets": args.dataset or None,
+            "max_cost_micros": args.max_cost_micros,
+            "rerank": False if args.no_rerank else None,
+        },
+        SearchRequest,
+    )
+    async with open_runtime(settings) as runtime:
+        principal = await runtime.keys.authenticate(api_key)
+        body = await run_search(runtime, principal, request, args.idempotency_key)
+    sys.stdout.write(msgspec.json.format(body).decode() + "\n")
+    return 0
+
+
+async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings, with_reranker=False) as runtime:
+        principal, plaintext = await runtime.keys.create_key(
+            customer=args.customer, role=args.role, owner_id=args.owner, currency=args.currency
+        )
+    _print_json(
+        {
+            "key_id": principal.key_id,
+            "customer_id": principal.customer_id,
+            "role": principal.role,
+            "owner_id": principal.owner_id,
+            "api_key": plaintext,
+        }
+    )
+    print("store this key now: only its hash is kept", file=sys.stderr)
+    return 0
+
+
+async def cmd_owners(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings, with_reranker=False) as runtime:
+        if args.action == "add":
+            owner = Owner(id=args.id, name=args.name, email=args.email, currency=args.currency)
+            _print_json(await runtime.catalog.add_owner(owner))
+        else:
+            _print_json(await runtime.catalog.list_owners())
+    return 0
+
+
+async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings, with_reranker=False) as runtime:
+        if args.action == "add":
+            dataset = await runtime.catalog.add_dataset(
+                dataset_id=args.id,
+                owner_id=args.owner,
+                name=args.name or args.id,
+                description=args.description,
+                licence=read_licence(Path(args.licence)),
+            )
+            _print_json(dataset)
+        else:
+            _print_json(await runtime.catalog.list_datasets())
+    return 0
+
+
+async def cmd_statements(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings, with_reranker=False) as runtime:
+        statement = await build_statement(runtime.engine, owner_id=args.owner, period=args.period)
+    if args.format == "csv":
+        sys.stdout.write(statement_csv(statement))
+    elif args.format == "html":
+        sys.stdout.write(statement_html(statement))
+    else:
+        _print_json(statement)
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
+        for report in await load_demo_catalog(runtime, Path(args.catalog)):
+            print(report.summary())
+        owners = await runtime.catalog.list_owners()
+        keys = await demo_keys(runtime, owners[0].id)
+    base = f"http://{settings.host}:{settings.port}"
+    period = datetime.now(UTC).strftime("%Y-%m")
+    print(
+        "\nSearch the demo catalog (each result is a recorded, paid hit):\n"
+        f"  curl -s {base}/v1/search -H 'Authorization: Bearer {keys.agent}' "
+        "-H 'Content-Type: application/json' "
+        '-d \'{"query": "antibiotics for community-acquired pneumonia", "top_k": 3}\'\n'
+        f"\nThen read what {keys.owner_id} earned this month:\n"
+        f"  curl -s '{base}/v1/owners/{keys.owner_id}/statement?period={period}' "
+        f"-H 'Authorization: Bearer {keys.owner}'\n"
+        f"\nAdmin key (catalog and keys routes): {keys.admin}\n",
+        flush=True,
+    )
+    return 0
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from service.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fairshare",
+        description="Paid retrieval that pays the owners of the content it serves.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="serve the HTTP API")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+
+    p = sub.add_parser("ingest", help="ingest a JSONL/CSV file or a folder of .md/.txt files")
+    p.add_argument("path")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--sync", action="store_true", help="remove documents no longer in the source")
+    p.add_argument("--strict", action="store_true", help="write nothing if any record is bad")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("search", help="search in-process (charged to the key's customer)")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--dataset", action="append", help="restrict to a dataset (repeatable)")
+    p.add_argument("--max-cost-micros", type=int)
+    p.add_argument("--no-rerank", action="store_true")
+    p.add_argument("--api-key", help="defaults to $FAIRSHARE_API_KEY")
+    p.add_argument("--idempotency-key")
+
+    p = sub.add_parser("keys", help="API keys")
+    keys = p.add_subparsers(dest="action", required=True)
+    k = keys.add_parser("create", help="create a key (printed once)")
+    k.add_argument("--customer", required=True)
+    k.add_argument("--role", required=True, choices=["agent", "owner", "admin"])
+    k.add_argument("--owner", help="the owner id an owner key belongs to")
+    k.add_argument("--currency", default="USD")
+
+    p = sub.add_parser("owners", help="content owners")
+    owners = p.add_subparsers(dest="action", required=True)
+    o = owners.add_parser("add")
+    o.add_argument("--id", required=True)
+    o.add_argument("--name", required=True)
+    o.add_argument("--email", default="")
+    o.add_argument("--currency", default="USD")
+    owners.add_parser("list")
+
+    p = sub.add_parser("datasets", help="licensed datasets")
+    datasets = p.add_subparsers(dest="action", required=True)
+    d = datasets.add_parser("add")
+    d.add_argument("--id", required=True)
+    d.add_argument("--owner", required=True)
+    d.add_argument("--licence", required=True, help="licence terms, a TOML or JSON file")
+    d.add_argument("--name")
+    d.add_argument("--description", default="")
+    datasets.add_parser("list")
+
+    p = sub.add_parser("statements", help="an owner's statement for a month")
+    p.add_argument("--owner", required=True)
+    p.add_argument("--period", required=True, help="YYYY-MM (UTC)")
+    p.add_argument("--format", choices=["json", "csv", "html"], default="json")
+
+    p = sub.add_parser("demo", help="load the demo catalog and print demo keys and curl lines")
+    p.add_argument("--catalog", default=str(DEMO_DIR))
+    p.add_argument("--serve", action="store_true", help="then serve the API")
+    return parser
+
+
+COMMANDS: dict[str, Command] = {
+    "ingest": cmd_ingest,
+    "search": cmd_search,
+    "keys": cmd_keys,
+    "owners": cmd_owners,
+    "datasets": cmd_datasets,
+    "statements": cmd_statements,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            settings = settings.with_(
+                host=args.host or settings.host, port=args.port or settings.port
+            )
+            serve(settings)
+            return 0
+        status: int = asyncio.run(COMMANDS[args.command](args, settings))
+        if args.command == "demo" and args.serve and status == 0:
+            serve(settings)
+        return status
+    except FairshareError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+    except msgspec.ValidationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

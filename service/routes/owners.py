@@ -1,0 +1,31 @@
+"""Owner-facing routes: statements."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Response, get
+from litestar.params import Parameter
+
+from contracts import Statement
+from ledger.keys import Principal
+from ledger.statements import build_statement, statement_csv, statement_html
+from service.auth import require_owner_access
+from service.runtime import Runtime
+
+
+@get("/v1/owners/{owner_id:str}/statement", summary="An owner's hits and earnings for a month")
+async def owner_statement(
+    owner_id: str,
+    runtime: Runtime,
+    principal: Principal,
+    period: Annotated[str, Parameter(description="Calendar month in UTC, YYYY-MM")],
+    format: Annotated[Literal["json", "csv", "html"], Parameter(query="format")] = "json",
+) -> Response[Statement]:
+    require_owner_access(principal, owner_id)
+    statement = await build_statement(runtime.engine, owner_id=owner_id, period=period)
+    if format == "csv":
+        return Response(content=statement_csv(statement), media_type="text/csv")  # type: ignore[arg-type]
+    if format == "html":
+        return Response(content=statement_html(statement), media_type="text/html")  # type: ignore[arg-type]
+    return Response(content=statement)

@@ -1,0 +1,153 @@
+"""The resources a process holds: database engine, stores, models and indexes.
+
+Opened once (by the app's lifespan, or by a CLI command) and handed to routes and commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import Dataset, Owner, Unavailable
+from ledger.catalog import CatalogStore
+from ledger.db import make_engine, migrate
+from ledger.hits import HitLedger
+from ledger.keys import KeyStore
+from ranking.embedder import Embedder, SentenceEmbedder
+from ranking.faiss_index import FaissIndex
+from ranking.lexical import BM25Index
+from ranking.pipeline import SearchPipeline
+from ranking.qdrant_index import QdrantIndex, open_qdrant
+from ranking.rerank import RerankerStatus, load_reranker
+from ranking.vectors import VectorIndex
+from service.settings import Settings
+
+# Embedders are expensive to load (~5 s) and read-only once loaded; one per process per model.
+_EMBEDDERS: dict[str, SentenceEmbedder] = {}
+
+
+def shared_embedder(model: str) -> SentenceEmbedder:
+    if model not in _EMBEDDERS:
+        _EMBEDDERS[model] = SentenceEmbedder(model)
+    return _EMBEDDERS[model]
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSnapshot:
+    """Datasets and owners as of one catalog state; rebuilt when any dataset's generation or
+    licence changes, so pricing always uses the terms the catalog holds now."""
+
+    state: dict[str, tuple[int, str]]
+    datasets: dict[str, Dataset]
+    owners: dict[str, Owner]
+
+    @property
+    def generations(self) -> dict[str, int]:
+        return {dataset_id: generation for dataset_id, (generation, _) in self.state.items()}
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    catalog: CatalogStore
+    keys: KeyStore
+    hits: HitLedger
+    embedder: Embedder
+    faiss: FaissIndex
+    lexical: BM25Index
+    qdrant: QdrantIndex | None
+    reranker: RerankerStatus
+    pipeline: SearchPipeline
+    _snapshot: CatalogSnapshot | None = None
+    _snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.settings.data_dir / "locks"
+
+    def vector_indexes(self) -> list[VectorIndex]:
+        """Every index ingest writes: FAISS always; Qdrant, the system of record, when open."""
+        return [self.faiss] + ([self.qdrant] if self.qdrant is not None else [])
+
+    async def snapshot(self) -> CatalogSnapshot:
+        state = await self.catalog.serving_state()
+        current = self._snapshot
+        if current is not None and current.state == state:
+            return current
+        async with self._snapshot_lock:
+            datasets = {d.id: d for d in await self.catalog.list_datasets()}
+            owners = {o.id: o for o in await self.catalog.list_owners()}
+            self._snapshot = CatalogSnapshot(state, datasets, owners)
+            return self._snapshot
+
+
+def _open_qdrant_index(settings: Settings, dim: int) -> QdrantIndex:
+    try:
+        client = open_qdrant(url=settings.qdrant_url or None, path=settings.data_dir / "qdrant")
+    except RuntimeError as exc:
+        # Local mode allows one process at a time; say what to do instead of a stack trace.
+        raise Unavailable(
+            f"Qdrant local storage under {settings.data_dir / 'qdrant'} is in use by another "
+            "process (a running `fairshare serve` with FAIRSHARE_VECTOR_BACKEND=qdrant?). "
+            "Stop it, or run a Qdrant server and set FAIRSHARE_QDRANT_URL."
+        ) from exc
+    return QdrantIndex(client, dim)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, with_qdrant: bool | None = None, with_reranker: bool = True
+) -> AsyncIterator[Runtime]:
+    """Open everything a process needs. Qdrant opens when it serves searches or when
+    `with_qdrant` asks for it (ingest writes it as the system of record)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    qdrant: QdrantIndex | None = None
+    try:
+        await migrate(engine)
+        embedder = await asyncio.to_thread(shared_embedder, settings.embedder_model)
+        faiss = FaissIndex(settings.data_dir / "faiss", embedder.dim)
+        lexical = BM25Index(settings.data_dir / "bm25")
+        if with_qdrant or (with_qdrant is None and settings.vector_backend == "qdrant"):
+            qdrant = _open_qdrant_index(settings, embedder.dim)
+        reranker = (
+            await asyncio.to_thread(load_reranker, settings.reranker_model)
+            if with_reranker
+            else RerankerStatus(None, "reranker not loaded by this command")
+        )
+        serving: VectorIndex = faiss
+        if settings.vector_backend == "qdrant":
+            if qdrant is None:
+                raise Unavailable("FAIRSHARE_VECTOR_BACKEND=qdrant but Qdrant is not open")
+            serving = qdrant
+        pipeline = SearchPipeline(
+            embedder,
+            serving,
+            lexical,
+            reranker.reranker,
+            candidate_depth=settings.candidate_depth,
+            rerank_depth=settings.rerank_depth,
+        )
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            catalog=CatalogStore(engine),
+            keys=KeyStore(engine),
+            hits=HitLedger(engine),
+            embedder=embedder,
+            faiss=faiss,
+            lexical=lexical,
+            qdrant=qdrant,
+            reranker=reranker,
+            pipeline=pipeline,
+        )
+    finally:
+        if qdrant is not None:
+            qdrant.close()
+        await engine.dispose()

@@ -1,0 +1,221 @@
+"""The search use-case: authorised request -> ranked, priced, capped, cited passages, recorded.
+
+The ledger write happens before the response exists for the caller: `HitLedger.record` commits
+the query, its hits and the exact response bytes in one transaction, and what it returns is what
+the client receives. A retry with the same Idempotency-Key replays those bytes and records nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import msgspec
+
+from contracts import (
+    Citation,
+    Dataset,
+    Hit,
+    InvalidInput,
+    Owner,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    Timings,
+    split_price,
+)
+from ledger.catalog import Passage
+from ledger.keys import Principal
+from ranking.pipeline import Ranked
+from ranking.selection import select_within_budget
+from service.runtime import CatalogSnapshot, Runtime
+
+_encoder = msgspec.json.Encoder()
+IDEMPOTENCY_KEY_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    ranked: Ranked
+    passage: Passage
+    dataset: Dataset
+
+
+def request_hash(request: SearchRequest) -> str:
+    """Hash of the decoded request, so key order and whitespace in the JSON do not matter."""
+    return hashlib.sha256(_encoder.encode(request)).hexdigest()
+
+
+def check_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise InvalidInput("Idempotency-Key must be 1..255 printable characters")
+    return key
+
+
+def searchable_datasets(
+    snapshot: CatalogSnapshot, request: SearchRequest, principal: Principal
+) -> dict[str, int]:
+    """Dataset id -> generation for the datasets this request may read and be charged for."""
+    if request.datasets is not None:
+        unknown = sorted(set(request.datasets) - set(snapshot.datasets))
+        if unknown:
+            raise InvalidInput(f"unknown dataset(s): {', '.join(unknown)}", datasets=unknown)
+        wanted = list(dict.fromkeys(request.datasets))
+        foreign = [d for d in wanted if snapshot.datasets[d].licence.currency != principal.currency]
+        if foreign:
+            raise InvalidInput(
+                f"dataset(s) {', '.join(foreign)} are priced in another currency than your "
+                f"account's {principal.currency}",
+                datasets=foreign,
+            )
+    else:
+        # Without an explicit list, search what this account can pay for in its own currency.
+        wanted = [
+            d.id for d in snapshot.datasets.values() if d.licence.currency == principal.currency
+        ]
+    return {d: snapshot.generations[d] for d in wanted}
+
+
+def cap_snippet(passage: Passage, cap: int) -> tuple[str, int, int]:
+    """Cut a passage to the licence's snippet cap, at a word boundary when one is near.
+
+    Returns (text, char_start, char_end) with `text == document.text[char_start:char_end]`.
+    """
+    text = passage.text
+    if len(text) > cap:
+        cut = text.rfind(" ", 0, cap + 1)
+        text = text[: cut if cut >= cap // 2 else cap]
+    text = text.rstrip()
+    return text, passage.char_start, passage.char_start + len(text)
+
+
+def cite(
+    passage: Passage, dataset: Dataset, owner: Owner, char_start: int, char_end: int
+) -> Citation:
+    licence = dataset.licence
+    return Citation(
+        dataset_id=dataset.id,
+        owner_id=owner.id,
+        owner_name=owner.name,
+        document_id=passage.document_id,
+        title=passage.title,
+        url=passage.url,
+        char_start=char_start,
+        char_end=char_end,
+        licence_id=licence.id,
+        attribution=licence.attribution,
+    )
+
+
+async def run_search(
+    runtime: Runtime,
+    principal: Principal,
+    request: SearchRequest,
+    idempotency_key: str | None,
+) -> bytes:
+    """Run, price, record and return one search as the exact JSON bytes the client receives."""
+    started = time.perf_counter()
+    digest = request_hash(request)
+    if idempotency_key is not None:
+        replayed = await runtime.hits.replay(
+            customer_id=principal.customer_id, idempotency_key=idempotency_key, request_hash=digest
+        )
+        if replayed is not None:
+            return replayed
+
+    snapshot = await runtime.snapshot()
+    generations = searchable_datasets(snapshot, request, principal)
+    passages: dict[str, Passage] = {}
+
+    async def load(ids: Sequence[str]) -> Mapping[str, str]:
+        missing = [i for i in ids if i not in passages]
+        if missing:
+            passages.update(await runtime.catalog.get_passages(missing))
+        return {i: f"{passages[i].title}\n{passages[i].text}" for i in ids if i in passages}
+
+    wants_rerank = request.rerank if request.rerank is not None else True
+    ranking = await runtime.pipeline.search(
+        request.query, generations=generations, rerank=wants_rerank, texts=load
+    )
+    await load([item.chunk_id for item in ranking.items])
+    candidates = [
+        Candidate(
+            item, passages[item.chunk_id], snapshot.datasets[passages[item.chunk_id].dataset_id]
+        )
+        for item in ranking.items
+        if item.chunk_id in passages and passages[item.chunk_id].dataset_id in generations
+    ]
+    chosen = select_within_budget(
+        candidates,
+        price=lambda c: c.dataset.licence.price_per_hit_micros,
+        top_k=request.top_k,
+        max_cost_micros=request.max_cost_micros,
+    )
+
+    query_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    results: list[SearchResult] = []
+    hits: list[Hit] = []
+    for rank, candidate in enumerate(chosen, start=1):
+        licence = candidate.dataset.licence
+        owner = snapshot.owners[candidate.dataset.owner_id]
+        text, start, end = cap_snippet(candidate.passage, licence.snippet_cap_chars)
+        owner_micros, platform_micros = split_price(
+            licence.price_per_hit_micros, licence.owner_share_bps
+        )
+        results.append(
+            SearchResult(
+                chunk_id=candidate.passage.chunk_id,
+                text=text,
+                score=round(candidate.ranked.score, 6),
+                price_micros=licence.price_per_hit_micros,
+                citation=cite(candidate.passage, candidate.dataset, owner, start, end),
+            )
+        )
+        hits.append(
+            Hit(
+                query_id=query_id,
+                customer_id=principal.customer_id,
+                chunk_id=candidate.passage.chunk_id,
+                document_id=candidate.passage.document_id,
+                dataset_id=candidate.dataset.id,
+                owner_id=owner.id,
+                licence_id=licence.id,
+                rank=rank,
+                price_micros=licence.price_per_hit_micros,
+                owner_micros=owner_micros,
+                platform_micros=platform_micros,
+                currency=licence.currency,
+                created_at=now,
+            )
+        )
+    cost = sum(h.price_micros for h in hits)
+    response = SearchResponse(
+        query_id=query_id,
+        results=results,
+        cost_micros=cost,
+        currency=principal.currency,
+        reranked=ranking.reranked,
+        timings_ms=Timings(
+            embed=round(ranking.embed_ms, 3),
+            retrieve=round(ranking.retrieve_ms, 3),
+            rerank=round(ranking.rerank_ms, 3),
+            total=round((time.perf_counter() - started) * 1000, 3),
+        ),
+    )
+    return await runtime.hits.record(
+        query_id=query_id,
+        customer_id=principal.customer_id,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        response=_encoder.encode(response),
+        cost_micros=cost,
+        currency=principal.currency,
+        hits=hits,
+    )

@@ -1,0 +1,119 @@
+"""Settings, declared once with their help text (the README table is checked against this).
+
+Sources, later wins: defaults, the TOML file named by FAIRSHARE_CONFIG, FAIRSHARE_* variables.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from contracts import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "data_dir", "var", "Directory for the SQLite catalog/ledger, FAISS, BM25 and Qdrant files."
+    ),
+    Setting(
+        "database_url",
+        "",
+        "SQLAlchemy async URL; empty means SQLite in the data dir. PostgreSQL: postgresql+asyncpg://...",
+    ),
+    Setting(
+        "qdrant_url", "", "Qdrant server URL; empty means Qdrant local mode under the data dir."
+    ),
+    Setting("vector_backend", "faiss", "Dense index that serves searches: faiss or qdrant."),
+    Setting(
+        "embedder_model",
+        "all-MiniLM-L6-v2",
+        "sentence-transformers name or path; the default loads the packaged weights.",
+    ),
+    Setting(
+        "reranker_model",
+        "",
+        "CrossEncoder name or path; empty or unloadable means the rerank stage is skipped.",
+    ),
+    Setting("rerank_depth", "30", "How many fused candidates the cross-encoder rescores."),
+    Setting(
+        "candidate_depth", "100", "Candidates taken from each of the dense and BM25 retrievers."
+    ),
+    Setting("host", "127.0.0.1", "Address `fairshare serve` binds."),
+    Setting("port", "8000", "Port `fairshare serve` listens on."),
+)
+ENV_PREFIX = "FAIRSHARE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    qdrant_url: str
+    vector_backend: str
+    embedder_model: str
+    reranker_model: str
+    rerank_depth: int
+    candidate_depth: int
+    host: str
+    port: int
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'fairshare.db').resolve()}"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    raw: dict[str, str] = {s.name: s.default for s in SETTINGS}
+    config_file = env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            table = tomllib.loads(Path(config_file).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidInput(f"cannot read FAIRSHARE_CONFIG {config_file!r}: {exc}") from exc
+        unknown = set(table) - set(raw)
+        if unknown:
+            raise InvalidInput(f"unknown settings in {config_file}: {sorted(unknown)}")
+        raw.update({k: str(v) for k, v in table.items()})
+    for setting in SETTINGS:
+        value = env.get(ENV_PREFIX + setting.name.upper())
+        if value is not None:
+            raw[setting.name] = value
+    return _build(raw)
+
+
+def _build(raw: dict[str, str]) -> Settings:
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        value = raw[f.name]
+        if f.type in ("int", int):
+            try:
+                values[f.name] = int(value)
+            except ValueError:
+                raise InvalidInput(
+                    f"FAIRSHARE_{f.name.upper()} must be an integer, got {value!r}"
+                ) from None
+        elif f.type in ("Path", Path):
+            values[f.name] = Path(value)
+        else:
+            values[f.name] = value
+    if values["vector_backend"] not in ("faiss", "qdrant"):
+        raise InvalidInput("FAIRSHARE_VECTOR_BACKEND must be 'faiss' or 'qdrant'")
+    if not 1 <= values["port"] <= 65535:
+        raise InvalidInput("FAIRSHARE_PORT must be within 1..65535")
+    return Settings(**values)

@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ledger.db import make_engine, migrate, sqlite_url
+from ledger.schema import metadata, owners
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _diff(conn: Connection) -> list[object]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrated_schema_matches_metadata(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_diff) == []
+        tables = await conn.run_sync(lambda c: set(c.dialect.get_table_names(c)))
+    assert tables == set(metadata.tables) | {"alembic_version"}
+
+
+async def test_migrate_is_repeatable_and_keeps_data(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(owners),
+            {
+                "id": "o",
+                "name": "O",
+                "email": "",
+                "currency": "USD",
+                "created_at": datetime.now(UTC),
+            },
+        )
+    await migrate(engine)
+    await migrate(engine)
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(owners.c.id))).scalars().all() == ["o"]
+        version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+    assert version == [("0001",)]
+
+
+def test_sqlite_url_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert sqlite_url(Path("rel/x.db")) == f"sqlite+aiosqlite:///{tmp_path.resolve()}/rel/x.db"
+
+
+async def test_new_sqlite_file_gets_folder_and_pragmas(tmp_path: Path) -> None:
+    eng = make_engine(sqlite_url(tmp_path / "a" / "b" / "f.db"))
+    try:
+        async with eng.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
+            fks = (await conn.execute(text("PRAGMA foreign_keys"))).scalar()
+            busy = (await conn.execute(text("PRAGMA busy_timeout"))).scalar()
+    finally:
+        await eng.dispose()
+    assert (mode, fks, busy) == ("wal", 1, 5000)
+    assert (tmp_path / "a" / "b" / "f.db").exists()
+
+
+async def test_timestamps_round_trip_as_aware_utc(engine: AsyncEngine) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    written = datetime(2026, 3, 1, 1, 30, 0, 123456, tzinfo=plus_two)
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(owners),
+            {"id": "o", "name": "O", "email": "", "currency": "USD", "created_at": written},
+        )
+    async with engine.connect() as conn:
+        read = (await conn.execute(select(owners.c.created_at))).scalar_one()
+    assert read.tzinfo is not None and read.utcoffset() == timedelta(0)
+    assert read == written
+    assert read.hour == 23 and read.day == 28  # 01:30+02:00 is the previous day in UTC
+
+
+async def test_naive_datetimes_are_refused(engine: AsyncEngine) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(owners),
+                {
+                    "id": "o",
+                    "name": "O",
+                    "email": "",
+                    "currency": "USD",
+                    "created_at": datetime(2026, 1, 1),
+                },
+            )
+
+
+_MIGRATE = """
+import asyncio, sys
+from pathlib import Path
+from ledger.db import make_engine, migrate, sqlite_url
+async def main():
+    engine = make_engine(sqlite_url(Path(sys.argv[1])))
+    await migrate(engine)
+    await engine.dispose()
+asyncio.run(main())
+"""
+
+
+async def test_processes_migrating_one_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    db = tmp_path / "shared.db"
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _MIGRATE, str(db), cwd=ROOT, stderr=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    results = [(await p.wait(), (await p.stderr.read()).decode()) for p in procs if p.stderr]
+    assert [rc for rc, _ in results] == [0] * 4, results
+    eng = make_engine(sqlite_url(db))
+    try:
+        async with eng.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        await eng.dispose()
+
+
+async def test_concurrent_migrations_on_one_new_postgres_database(
+    request: pytest.FixtureRequest,
+) -> None:
+    from tests.ledger.conftest import _fresh_postgres_database
+    from tests.ledger.postgres import PostgresUnavailable
+
+    server = request.getfixturevalue("postgres_url")
+    if isinstance(server, PostgresUnavailable):
+        pytest.skip(f"PostgreSQL unavailable: {server}")
+    url = await _fresh_postgres_database(server)
+    engines = [make_engine(url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(migrate(e) for e in engines))
+        async with engines[0].connect() as conn:
+            assert await conn.run_sync(_diff) == []
+    finally:
+        for e in engines:
+            await e.dispose()

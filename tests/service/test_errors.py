@@ -1,0 +1,133 @@
+"""Every bad input is a 4xx problem+json with a clear detail, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.runtime import Runtime
+from tests.service.conftest import Keys
+
+SEARCH = "/v1/search"
+
+
+def assert_problem(response: object, status: int, *needles: str) -> dict[str, object]:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    assert response.headers["content-type"].startswith("application/problem+json")  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == status
+    assert body["type"].startswith("https://fairshare.dev/problems/")
+    assert body["title"] and body["detail"]
+    for needle in needles:
+        assert needle.lower() in body["detail"].lower(), body["detail"]
+    return body  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('{"query": "x", ', ""),
+        ('{"top_k": 3}', "query"),
+        ('{"query": "x", "top_k": 0}', "top_k"),
+        ('{"query": "x", "top_k": 51}', "top_k"),
+        ('{"query": "x", "top_k": "ten"}', "top_k"),
+        ('{"query": ""}', "query"),
+        ('{"query": "x", "max_cost_micros": -5}', "max_cost_micros"),
+        ('{"query": "x", "max_cost_micros": 1.5}', "max_cost_micros"),
+        ('{"query": "x", "colour": "red"}', "colour"),
+        ("[1, 2, 3]", ""),
+        ('"just a string"', ""),
+    ],
+)
+async def test_bad_search_bodies_are_400(
+    client: AsyncTestClient, keys: Keys, body: str, needle: str
+) -> None:  # type: ignore[type-arg]
+    response = await client.post(
+        SEARCH, content=body, headers={**keys.auth(keys.agent), "Content-Type": "application/json"}
+    )
+    assert_problem(response, 400, needle)
+
+
+async def test_unknown_dataset_is_named_in_the_error(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+    response = await client.post(
+        SEARCH, json={"query": "x", "datasets": ["no-such-dataset"]}, headers=keys.auth(keys.agent)
+    )
+    body = assert_problem(response, 400, "no-such-dataset")
+    assert body["datasets"] == ["no-such-dataset"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer fs_not-a-real-key"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+    ],
+)
+async def test_missing_or_bad_keys_are_401(
+    client: AsyncTestClient, headers: dict[str, str]
+) -> None:  # type: ignore[type-arg]
+    assert_problem(await client.post(SEARCH, json={"query": "x"}, headers=headers), 401)
+    assert_problem(await client.get("/v1/datasets", headers=headers), 401)
+
+
+async def test_bad_inputs_write_nothing_to_the_ledger(
+    client: AsyncTestClient,
+    keys: Keys,
+    demo_runtime: Runtime,  # type: ignore[type-arg]
+) -> None:
+    before = await demo_runtime.hits.count_hits()
+    await client.post(SEARCH, json={"query": "x", "top_k": 99}, headers=keys.auth(keys.agent))
+    await client.post(SEARCH, json={"query": "x"}, headers={"Authorization": "Bearer nope"})
+    assert await demo_runtime.hits.count_hits() == before
+
+
+async def test_roles_are_enforced(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+    assert_problem(
+        await client.post(SEARCH, json={"query": "x"}, headers=keys.auth(keys.owner)), 403, "role"
+    )
+    statement = f"/v1/owners/{keys.owner_id}/statement?period=2026-01"
+    assert_problem(await client.get(statement, headers=keys.auth(keys.agent)), 403)
+    assert_problem(
+        await client.get(
+            "/v1/owners/someone-else/statement?period=2026-01", headers=keys.auth(keys.owner)
+        ),
+        403,
+        "another owner",
+    )
+    assert_problem(
+        await client.post(
+            "/v1/owners", json={"id": "x", "name": "X"}, headers=keys.auth(keys.agent)
+        ),
+        403,
+    )
+
+
+@pytest.mark.parametrize("period", ["2026-13", "2026-1", "26-01", "january", "2026-00"])
+async def test_bad_periods_are_400(client: AsyncTestClient, keys: Keys, period: str) -> None:  # type: ignore[type-arg]
+    response = await client.get(
+        f"/v1/owners/{keys.owner_id}/statement?period={period}", headers=keys.auth(keys.admin)
+    )
+    assert_problem(response, 400, "period")
+
+
+async def test_unknown_things_are_404(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+    assert_problem(
+        await client.get(
+            "/v1/owners/nobody/statement?period=2026-01", headers=keys.auth(keys.admin)
+        ),
+        404,
+        "nobody",
+    )
+    assert_problem(await client.get("/v1/chunks/0" * 1, headers=keys.auth(keys.agent)), 404)
+    assert_problem(await client.get("/v1/nothing-here"), 404)
+
+
+async def test_idempotency_key_must_be_sane(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+    response = await client.post(
+        SEARCH,
+        json={"query": "x"},
+        headers={**keys.auth(keys.agent), "Idempotency-Key": "k" * 300},
+    )
+    assert_problem(response, 400, "Idempotency-Key")

@@ -1,0 +1,79 @@
+"""The cross-encoder stage with a reranker built from the packaged MiniLM weights.
+
+This model's scoring head is freshly initialised, so these tests prove the stage's mechanics
+(loaded, applied to the head of the fused list, reported) and nothing about ranking quality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest_asyncio
+from litestar.testing import AsyncTestClient
+
+from contracts import SearchResponse
+from ranking.rerank import CrossEncoderReranker, load_reranker
+from service.app import create_app
+from service.runtime import Runtime, open_runtime
+
+
+@pytest_asyncio.fixture(scope="module")
+async def reranking(
+    demo_runtime: Runtime, test_reranker_path: Path
+) -> AsyncIterator[tuple[Runtime, AsyncTestClient, str]]:  # type: ignore[type-arg]
+    settings = demo_runtime.settings.with_(reranker_model=str(test_reranker_path), rerank_depth=10)
+    async with open_runtime(settings, with_qdrant=False) as runtime:
+        _, key = await runtime.keys.create_key(customer="rerank-agent", role="agent")
+        async with AsyncTestClient(app=create_app(runtime=runtime)) as client:
+            yield runtime, client, key
+
+
+async def _search(client: AsyncTestClient, key: str, **body: object) -> SearchResponse:  # type: ignore[type-arg]
+    response = await client.post(
+        "/v1/search", json=body, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert response.status_code == 200, response.text
+    return msgspec.json.decode(response.content, type=SearchResponse)
+
+
+async def test_reranked_head_is_ordered_by_cross_encoder_scores(
+    reranking: tuple[Runtime, AsyncTestClient, str],
+) -> None:  # type: ignore[type-arg]
+    runtime, client, key = reranking
+    query = "anticoagulation for atrial fibrillation"
+    result = await _search(client, key, query=query, top_k=5)
+    assert result.reranked is True
+    assert result.timings_ms.rerank > 0
+    reranker = runtime.reranker.reranker
+    assert isinstance(reranker, CrossEncoderReranker)
+    passages = await runtime.catalog.get_passages([r.chunk_id for r in result.results])
+    expected = reranker.score(
+        query,
+        [f"{passages[r.chunk_id].title}\n{passages[r.chunk_id].text}" for r in result.results],
+    )
+    assert [r.score for r in result.results] == [round(s, 6) for s in expected]
+    assert expected == sorted(expected, reverse=True)
+
+
+async def test_rerank_can_be_turned_off_per_request(
+    reranking: tuple[Runtime, AsyncTestClient, str],
+) -> None:  # type: ignore[type-arg]
+    _, client, key = reranking
+    result = await _search(client, key, query="adverse possession", top_k=3, rerank=False)
+    assert result.reranked is False and result.timings_ms.rerank == 0
+
+
+async def test_readyz_reports_the_loaded_reranker(
+    reranking: tuple[Runtime, AsyncTestClient, str], test_reranker_path: Path
+) -> None:  # type: ignore[type-arg]
+    _, client, _ = reranking
+    reranker = (await client.get("/readyz")).json()["checks"]["reranker"]
+    assert reranker["loaded"] is True and str(test_reranker_path) in reranker["detail"]
+
+
+def test_unloadable_reranker_is_reported_not_raised(tmp_path: Path) -> None:
+    status = load_reranker(str(tmp_path / "no-such-model"))
+    assert status.reranker is None and "could not be loaded" in status.detail
+    assert load_reranker("").detail.startswith("no reranker configured")
