@@ -36,8 +36,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if runtime is not None:
-            app.state.runtime = runtime
-            yield
+            yield  # owned by the caller, already in `state`
             return
         async with open_runtime(settings or load_settings()) as opened:
             app.state.runtime = opened
@@ -61,6 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             "principal": Provide(_principal),
         },
         lifespan=[lifespan],
+        state=State({"runtime": runtime} if runtime is not None else {}),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="Fairshare", version="0.1.0", path="/schema"),
         request_max_body_size=MAX_BODY_BYTES,

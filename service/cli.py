@@ -16,7 +16,7 @@ import msgspec
 from contracts import FairshareError, InvalidInput, Owner, SearchRequest
 from ingest.run import ingest_source
 from ledger.statements import build_statement, statement_csv, statement_html
-from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_licence
+from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
 from service.runtime import open_runtime
 from service.searching import run_search
 from service.settings import Settings, load_settings
@@ -131,8 +131,9 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
         for report in await load_demo_catalog(runtime, Path(args.catalog)):
             print(report.summary())
-        owners = await runtime.catalog.list_owners()
-        keys = await demo_keys(runtime, owners[0].id)
+        # The owner of the first demo dataset: the one the printed search query reaches.
+        first_owner = read_catalog(Path(args.catalog))["datasets"][0]["owner"]
+        keys = await demo_keys(runtime, first_owner)
     base = f"http://{settings.host}:{settings.port}"
     period = datetime.now(UTC).strftime("%Y-%m")
     print(

@@ -7,6 +7,7 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -38,15 +39,27 @@ def read_licence(path: Path) -> Licence:
         raise InvalidInput(f"licence file {path}: {exc}") from None
 
 
+def read_catalog(catalog_dir: Path = DEMO_DIR) -> dict[str, Any]:
+    return tomllib.loads((catalog_dir / "catalog.toml").read_text())
+
+
 async def load_demo_catalog(
-    runtime: Runtime, catalog_dir: Path = DEMO_DIR, *, progress: bool = True
+    runtime: Runtime,
+    catalog_dir: Path = DEMO_DIR,
+    *,
+    progress: bool = True,
+    only: set[str] | None = None,
 ) -> list[IngestReport]:
-    """Add the demo owners and datasets and ingest their sources. Idempotent."""
-    catalog = tomllib.loads((catalog_dir / "catalog.toml").read_text())
+    """Add the demo owners and datasets (all, or those in `only`) and ingest their sources.
+    Idempotent: a second run reports every document unchanged and writes nothing."""
+    catalog = read_catalog(catalog_dir)
+    wanted = [d for d in catalog["datasets"] if only is None or d["id"] in only]
+    owners = {d["owner"] for d in wanted}
     for raw_owner in catalog["owners"]:
-        await runtime.catalog.add_owner(msgspec.convert(raw_owner, Owner))
+        if raw_owner["id"] in owners:
+            await runtime.catalog.add_owner(msgspec.convert(raw_owner, Owner))
     reports = []
-    for raw in catalog["datasets"]:
+    for raw in wanted:
         await runtime.catalog.add_dataset(
             dataset_id=raw["id"],
             owner_id=raw["owner"],

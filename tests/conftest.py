@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import pytest_asyncio
+from litestar import Litestar
 
 from ranking.embedder import SentenceEmbedder, quiet_model_loading, resolve_model
 from service.demo import load_demo_catalog
 from service.runtime import Runtime, open_runtime, shared_embedder
 from service.settings import Settings, load_settings
+from tests.postgres import PostgresUnavailable, postgres_server
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -51,3 +55,22 @@ async def demo_runtime(
     async with open_runtime(settings, with_qdrant=True) as runtime:
         await load_demo_catalog(runtime, progress=False)
         yield runtime
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | PostgresUnavailable]:
+    try:
+        with postgres_server() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        yield exc
+
+
+@asynccontextmanager
+async def asgi_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """Real HTTP requests through the ASGI app, in the test's own event loop, so pooled asyncpg
+    connections opened by fixtures stay on the loop that owns them. The app must have been built
+    with its runtime (`create_app(runtime=...)`), so no lifespan needs to run."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client

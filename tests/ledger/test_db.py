@@ -131,13 +131,12 @@ async def test_processes_migrating_one_new_file_at_once_all_succeed(tmp_path: Pa
 async def test_concurrent_migrations_on_one_new_postgres_database(
     request: pytest.FixtureRequest,
 ) -> None:
-    from tests.ledger.conftest import _fresh_postgres_database
-    from tests.ledger.postgres import PostgresUnavailable
+    from tests.postgres import PostgresUnavailable, fresh_postgres_database
 
     server = request.getfixturevalue("postgres_url")
     if isinstance(server, PostgresUnavailable):
-        pytest.skip(f"PostgreSQL unavailable: {server}")
-    url = await _fresh_postgres_database(server)
+        pytest.fail(f"PostgreSQL unavailable: {server} (set FAIRSHARE_TEST_POSTGRES_URL)")
+    url = await fresh_postgres_database(server)
     engines = [make_engine(url) for _ in range(4)]
     try:
         await asyncio.gather(*(migrate(e) for e in engines))

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 import pytest_asyncio
-from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.runtime import Runtime
+from tests.conftest import asgi_client
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ async def keys(demo_runtime: Runtime) -> Keys:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def client(demo_runtime: Runtime) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    async with AsyncTestClient(app=create_app(runtime=demo_runtime)) as test_client:
+async def client(demo_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async with asgi_client(create_app(runtime=demo_runtime)) as test_client:
         yield test_client
 
 

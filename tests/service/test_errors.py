@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from service.runtime import Runtime
 from tests.service.conftest import Keys
@@ -40,15 +40,15 @@ def assert_problem(response: object, status: int, *needles: str) -> dict[str, ob
     ],
 )
 async def test_bad_search_bodies_are_400(
-    client: AsyncTestClient, keys: Keys, body: str, needle: str
-) -> None:  # type: ignore[type-arg]
+    client: httpx.AsyncClient, keys: Keys, body: str, needle: str
+) -> None:
     response = await client.post(
         SEARCH, content=body, headers={**keys.auth(keys.agent), "Content-Type": "application/json"}
     )
     assert_problem(response, 400, needle)
 
 
-async def test_unknown_dataset_is_named_in_the_error(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_unknown_dataset_is_named_in_the_error(client: httpx.AsyncClient, keys: Keys) -> None:
     response = await client.post(
         SEARCH, json={"query": "x", "datasets": ["no-such-dataset"]}, headers=keys.auth(keys.agent)
     )
@@ -66,16 +66,16 @@ async def test_unknown_dataset_is_named_in_the_error(client: AsyncTestClient, ke
     ],
 )
 async def test_missing_or_bad_keys_are_401(
-    client: AsyncTestClient, headers: dict[str, str]
-) -> None:  # type: ignore[type-arg]
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
     assert_problem(await client.post(SEARCH, json={"query": "x"}, headers=headers), 401)
     assert_problem(await client.get("/v1/datasets", headers=headers), 401)
 
 
 async def test_bad_inputs_write_nothing_to_the_ledger(
-    client: AsyncTestClient,
+    client: httpx.AsyncClient,
     keys: Keys,
-    demo_runtime: Runtime,  # type: ignore[type-arg]
+    demo_runtime: Runtime,
 ) -> None:
     before = await demo_runtime.hits.count_hits()
     await client.post(SEARCH, json={"query": "x", "top_k": 99}, headers=keys.auth(keys.agent))
@@ -83,7 +83,7 @@ async def test_bad_inputs_write_nothing_to_the_ledger(
     assert await demo_runtime.hits.count_hits() == before
 
 
-async def test_roles_are_enforced(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_roles_are_enforced(client: httpx.AsyncClient, keys: Keys) -> None:
     assert_problem(
         await client.post(SEARCH, json={"query": "x"}, headers=keys.auth(keys.owner)), 403, "role"
     )
@@ -105,14 +105,14 @@ async def test_roles_are_enforced(client: AsyncTestClient, keys: Keys) -> None: 
 
 
 @pytest.mark.parametrize("period", ["2026-13", "2026-1", "26-01", "january", "2026-00"])
-async def test_bad_periods_are_400(client: AsyncTestClient, keys: Keys, period: str) -> None:  # type: ignore[type-arg]
+async def test_bad_periods_are_400(client: httpx.AsyncClient, keys: Keys, period: str) -> None:
     response = await client.get(
         f"/v1/owners/{keys.owner_id}/statement?period={period}", headers=keys.auth(keys.admin)
     )
     assert_problem(response, 400, "period")
 
 
-async def test_unknown_things_are_404(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_unknown_things_are_404(client: httpx.AsyncClient, keys: Keys) -> None:
     assert_problem(
         await client.get(
             "/v1/owners/nobody/statement?period=2026-01", headers=keys.auth(keys.admin)
@@ -124,7 +124,7 @@ async def test_unknown_things_are_404(client: AsyncTestClient, keys: Keys) -> No
     assert_problem(await client.get("/v1/nothing-here"), 404)
 
 
-async def test_idempotency_key_must_be_sane(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_idempotency_key_must_be_sane(client: httpx.AsyncClient, keys: Keys) -> None:
     response = await client.post(
         SEARCH,
         json={"query": "x"},

@@ -9,28 +9,29 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest_asyncio
-from litestar.testing import AsyncTestClient
 
 from contracts import SearchResponse
 from ranking.rerank import CrossEncoderReranker, load_reranker
 from service.app import create_app
 from service.runtime import Runtime, open_runtime
+from tests.conftest import asgi_client
 
 
 @pytest_asyncio.fixture(scope="module")
 async def reranking(
     demo_runtime: Runtime, test_reranker_path: Path
-) -> AsyncIterator[tuple[Runtime, AsyncTestClient, str]]:  # type: ignore[type-arg]
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient, str]]:
     settings = demo_runtime.settings.with_(reranker_model=str(test_reranker_path), rerank_depth=10)
     async with open_runtime(settings, with_qdrant=False) as runtime:
         _, key = await runtime.keys.create_key(customer="rerank-agent", role="agent")
-        async with AsyncTestClient(app=create_app(runtime=runtime)) as client:
+        async with asgi_client(create_app(runtime=runtime)) as client:
             yield runtime, client, key
 
 
-async def _search(client: AsyncTestClient, key: str, **body: object) -> SearchResponse:  # type: ignore[type-arg]
+async def _search(client: httpx.AsyncClient, key: str, **body: object) -> SearchResponse:
     response = await client.post(
         "/v1/search", json=body, headers={"Authorization": f"Bearer {key}"}
     )
@@ -39,8 +40,8 @@ async def _search(client: AsyncTestClient, key: str, **body: object) -> SearchRe
 
 
 async def test_reranked_head_is_ordered_by_cross_encoder_scores(
-    reranking: tuple[Runtime, AsyncTestClient, str],
-) -> None:  # type: ignore[type-arg]
+    reranking: tuple[Runtime, httpx.AsyncClient, str],
+) -> None:
     runtime, client, key = reranking
     query = "anticoagulation for atrial fibrillation"
     result = await _search(client, key, query=query, top_k=5)
@@ -58,16 +59,16 @@ async def test_reranked_head_is_ordered_by_cross_encoder_scores(
 
 
 async def test_rerank_can_be_turned_off_per_request(
-    reranking: tuple[Runtime, AsyncTestClient, str],
-) -> None:  # type: ignore[type-arg]
+    reranking: tuple[Runtime, httpx.AsyncClient, str],
+) -> None:
     _, client, key = reranking
     result = await _search(client, key, query="adverse possession", top_k=3, rerank=False)
     assert result.reranked is False and result.timings_ms.rerank == 0
 
 
 async def test_readyz_reports_the_loaded_reranker(
-    reranking: tuple[Runtime, AsyncTestClient, str], test_reranker_path: Path
-) -> None:  # type: ignore[type-arg]
+    reranking: tuple[Runtime, httpx.AsyncClient, str], test_reranker_path: Path
+) -> None:
     _, client, _ = reranking
     reranker = (await client.get("/readyz")).json()["checks"]["reranker"]
     assert reranker["loaded"] is True and str(test_reranker_path) in reranker["detail"]

@@ -6,9 +6,9 @@ import tomllib
 from functools import cache
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
-from litestar.testing import AsyncTestClient
 
 from contracts import Document, SearchResponse
 from ingest.readers import Record, read_source
@@ -36,7 +36,7 @@ def demo_licences() -> dict[str, Any]:
     return {d["id"]: read_licence(DEMO_DIR / d["licence"]) for d in catalog["datasets"]}
 
 
-async def search(client: AsyncTestClient, key: str, **body: Any) -> SearchResponse:  # type: ignore[type-arg]
+async def search(client: httpx.AsyncClient, key: str, **body: Any) -> SearchResponse:
     response = await client.post(SEARCH, json=body, headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/json")
@@ -44,8 +44,8 @@ async def search(client: AsyncTestClient, key: str, **body: Any) -> SearchRespon
 
 
 async def test_results_are_ranked_cited_capped_and_priced(
-    client: AsyncTestClient, keys: Keys
-) -> None:  # type: ignore[type-arg]
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
     result = await search(
         client, keys.agent, query="antibiotics for community-acquired pneumonia", top_k=5
     )
@@ -110,18 +110,18 @@ EXPECTED = [
 
 @pytest.mark.parametrize(("query", "dataset_id", "document_id"), EXPECTED)
 async def test_the_obvious_answer_comes_first(
-    client: AsyncTestClient,
+    client: httpx.AsyncClient,
     keys: Keys,
     query: str,
     dataset_id: str,
-    document_id: str,  # type: ignore[type-arg]
+    document_id: str,
 ) -> None:
     result = await search(client, keys.agent, query=query, top_k=3)
     top = result.results[0].citation
     assert (top.dataset_id, top.document_id) == (dataset_id, document_id)
 
 
-async def test_dataset_filter_restricts_results(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_dataset_filter_restricts_results(client: httpx.AsyncClient, keys: Keys) -> None:
     result = await search(
         client, keys.agent, query="pneumonia antibiotics", datasets=["market-notes"], top_k=10
     )
@@ -129,9 +129,9 @@ async def test_dataset_filter_restricts_results(client: AsyncTestClient, keys: K
 
 
 async def test_every_delivered_result_is_one_hit_and_the_money_adds_up(
-    client: AsyncTestClient,
+    client: httpx.AsyncClient,
     keys: Keys,
-    demo_runtime: Runtime,  # type: ignore[type-arg]
+    demo_runtime: Runtime,
 ) -> None:
     before = await demo_runtime.hits.count_hits()
     result = await search(client, keys.agent, query="sepsis fluid resuscitation", top_k=7)
@@ -153,9 +153,9 @@ async def test_every_delivered_result_is_one_hit_and_the_money_adds_up(
 
 
 async def test_budget_cap_limits_spend_and_can_deliver_nothing(
-    client: AsyncTestClient,
+    client: httpx.AsyncClient,
     keys: Keys,
-    demo_runtime: Runtime,  # type: ignore[type-arg]
+    demo_runtime: Runtime,
 ) -> None:
     prices = sorted({licence.price_per_hit_micros for licence in demo_licences().values()})
     budget = prices[-1] + prices[0]
@@ -173,9 +173,9 @@ async def test_budget_cap_limits_spend_and_can_deliver_nothing(
 
 
 async def test_same_idempotency_key_replays_the_identical_response_without_charging(
-    client: AsyncTestClient,
+    client: httpx.AsyncClient,
     keys: Keys,
-    demo_runtime: Runtime,  # type: ignore[type-arg]
+    demo_runtime: Runtime,
 ) -> None:
     headers = {**keys.auth(keys.agent), "Idempotency-Key": "retry-test-1"}
     first = await client.post(
@@ -210,7 +210,9 @@ async def test_same_idempotency_key_replays_the_identical_response_without_charg
     assert other.status_code == 200 and other.json()["query_id"] != first.json()["query_id"]
 
 
-async def test_chunk_text_is_shown_only_once_paid_for(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_chunk_text_is_shown_only_once_paid_for(
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
     result = await search(client, keys.agent, query="atrial fibrillation anticoagulation", top_k=1)
     chunk_id = result.results[0].chunk_id
     mine = (await client.get(f"/v1/chunks/{chunk_id}", headers=keys.auth(keys.agent))).json()
@@ -223,7 +225,7 @@ async def test_chunk_text_is_shown_only_once_paid_for(client: AsyncTestClient, k
         assert theirs["text"] is None and theirs["price_micros"] == result.results[0].price_micros
 
 
-async def test_catalog_lists_datasets_with_terms(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_catalog_lists_datasets_with_terms(client: httpx.AsyncClient, keys: Keys) -> None:
     response = await client.get("/v1/datasets", headers=keys.auth(keys.agent))
     assert response.status_code == 200
     datasets = {d["id"]: d for d in response.json()}
@@ -234,7 +236,7 @@ async def test_catalog_lists_datasets_with_terms(client: AsyncTestClient, keys: 
     assert sum(d["document_count"] for d in datasets.values()) >= 150
 
 
-async def test_health_readiness_and_openapi(client: AsyncTestClient) -> None:  # type: ignore[type-arg]
+async def test_health_readiness_and_openapi(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = (await client.get("/readyz")).json()
     assert ready["status"] == "ready"

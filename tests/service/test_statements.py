@@ -8,8 +8,8 @@ import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 
 from service.cli import main
 from tests.service.conftest import Keys
@@ -26,8 +26,8 @@ QUERIES = [
 
 
 async def test_statement_delta_equals_what_was_delivered(
-    client: AsyncTestClient, keys: Keys
-) -> None:  # type: ignore[type-arg]
+    client: httpx.AsyncClient, keys: Keys
+) -> None:
     period = datetime.now(UTC).strftime("%Y-%m")
     url = f"/v1/owners/{keys.owner_id}/statement?period={period}"
     before = (await client.get(url, headers=keys.auth(keys.owner))).json()
@@ -59,7 +59,7 @@ async def test_statement_delta_equals_what_was_delivered(
         assert lines[dataset_id]["gross_micros"] - old["gross_micros"] == gross[dataset_id]
 
 
-async def test_statement_for_an_empty_month_is_zero(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_statement_for_an_empty_month_is_zero(client: httpx.AsyncClient, keys: Keys) -> None:
     body = (
         await client.get(
             f"/v1/owners/{keys.owner_id}/statement?period=2001-01", headers=keys.auth(keys.admin)
@@ -73,7 +73,7 @@ async def test_statement_for_an_empty_month_is_zero(client: AsyncTestClient, key
     )
 
 
-async def test_statement_csv_and_html_over_http(client: AsyncTestClient, keys: Keys) -> None:  # type: ignore[type-arg]
+async def test_statement_csv_and_html_over_http(client: httpx.AsyncClient, keys: Keys) -> None:
     period = datetime.now(UTC).strftime("%Y-%m")
     base = f"/v1/owners/{keys.owner_id}/statement?period={period}"
     await search(client, keys.agent, query=QUERIES[0], top_k=3)

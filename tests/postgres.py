@@ -3,7 +3,7 @@
 Uses FAIRSHARE_TEST_POSTGRES_URL (a server URL whose user may CREATE DATABASE) when set; otherwise
 starts a private PostgreSQL 15 cluster from the installed binaries in a temporary folder (as the
 `postgres` OS user when running as root, since the server refuses to run as root), or reports why
-it cannot, so the PostgreSQL half of the suite is skipped rather than failed.
+it cannot, so the PostgreSQL half of the suite fails with that reason.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
 
@@ -113,3 +118,32 @@ def postgres_server() -> Iterator[str]:
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def fresh_postgres_database(server_url: str) -> str:
+    """A URL whose user sees an empty database: a new role that owns a schema of its own name.
+
+    PostgreSQL's default search_path starts with "$user", so everything the code under test
+    creates lands in that schema. Much faster than CREATE DATABASE (~10 ms vs ~300 ms a test).
+    """
+    name = f"fs_test_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"CREATE ROLE {name} LOGIN PASSWORD '{name}'"))
+            await conn.execute(text(f"CREATE SCHEMA {name} AUTHORIZATION {name}"))
+    finally:
+        await admin.dispose()
+    url = make_url(server_url).set(username=name, password=name)
+    return url.render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(server_url: str, url: str) -> None:
+    name = make_url(url).username
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+            await conn.execute(text(f"DROP ROLE {name}"))
+    finally:
+        await admin.dispose()
