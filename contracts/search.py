@@ -14,11 +14,12 @@ Query = Annotated[str, Meta(min_length=1, max_length=4_096)]
 
 
 class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """`POST /v1/search` body. `rerank=None` means "rerank when a reranker is loaded"."""
+    """`POST /v1/search` body. `rerank=None` means "rerank when a reranker is loaded";
+    `datasets=None` means every dataset the account can pay for (an empty list is an error)."""
 
     query: Query
     top_k: Annotated[int, Meta(ge=1, le=MAX_TOP_K)] = 10
-    datasets: Annotated[list[Slug], Meta(max_length=100)] | None = None
+    datasets: Annotated[list[Slug], Meta(min_length=1, max_length=100)] | None = None
     max_cost_micros: Micros | None = None
     rerank: bool | None = None
 

@@ -72,6 +72,11 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "revoke":
+        async with open_runtime(settings, with_reranker=False) as runtime:
+            await runtime.keys.revoke(args.key_id)
+        print(f"revoked {args.key_id}")
+        return 0
     async with open_runtime(settings, with_reranker=False) as runtime:
         principal, plaintext = await runtime.keys.create_key(
             customer=args.customer, role=args.role, owner_id=args.owner, currency=args.currency
@@ -192,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--role", required=True, choices=["agent", "owner", "admin"])
     k.add_argument("--owner", help="the owner id an owner key belongs to")
     k.add_argument("--currency", default="USD")
+    k = keys.add_parser("revoke", help="revoke a key by its key_id")
+    k.add_argument("key_id")
 
     p = sub.add_parser("owners", help="content owners")
     owners = p.add_subparsers(dest="action", required=True)

@@ -121,6 +121,8 @@ async def run_search(
 ) -> bytes:
     """Run, price, record and return one search as the exact JSON bytes the client receives."""
     started = time.perf_counter()
+    if not request.query.strip():
+        raise InvalidInput("query is blank")
     digest = request_hash(request)
     if idempotency_key is not None:
         replayed = await runtime.hits.replay(

@@ -32,6 +32,11 @@ def assert_problem(response: object, status: int, *needles: str) -> dict[str, ob
         ('{"query": "x", "top_k": 51}', "top_k"),
         ('{"query": "x", "top_k": "ten"}', "top_k"),
         ('{"query": ""}', "query"),
+        ('{"query": "   "}', "query is blank"),
+        ('{"query": "x", "datasets": []}', "datasets"),
+        ('{"query": "x", "datasets": ["Not A Slug!"]}', "datasets"),
+        ('{"query": "x", "rerank": "yes"}', "rerank"),
+        ('{"query": "' + "q" * 5000 + '"}', "query"),
         ('{"query": "x", "max_cost_micros": -5}', "max_cost_micros"),
         ('{"query": "x", "max_cost_micros": 1.5}', "max_cost_micros"),
         ('{"query": "x", "colour": "red"}', "colour"),
@@ -122,6 +127,14 @@ async def test_unknown_things_are_404(client: httpx.AsyncClient, keys: Keys) -> 
     )
     assert_problem(await client.get("/v1/chunks/0" * 1, headers=keys.auth(keys.agent)), 404)
     assert_problem(await client.get("/v1/nothing-here"), 404)
+
+
+async def test_oversized_bodies_are_413(client: httpx.AsyncClient, keys: Keys) -> None:
+    body = '{"query": "x", "pad": "' + "a" * (1024 * 1024 + 10) + '"}'
+    response = await client.post(
+        SEARCH, content=body, headers={**keys.auth(keys.agent), "Content-Type": "application/json"}
+    )
+    assert_problem(response, 413)
 
 
 async def test_idempotency_key_must_be_sane(client: httpx.AsyncClient, keys: Keys) -> None:
