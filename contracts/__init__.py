@@ -6,7 +6,7 @@ older client keeps decoding newer responses.
 
 from __future__ import annotations
 
-from contracts.catalog import Chunk, Dataset, Document, Licence, Owner
+from contracts.catalog import Chunk, ChunkText, Dataset, Document, Licence, Owner
 from contracts.errors import (
     AuthError,
     ConflictError,
@@ -24,6 +24,7 @@ from contracts.search import Citation, SearchRequest, SearchResponse, SearchResu
 __all__ = [
     "AuthError",
     "Chunk",
+    "ChunkText",
     "Citation",
     "ConflictError",
     "Dataset",

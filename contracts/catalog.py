@@ -73,3 +73,13 @@ class Chunk(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     char_start: Annotated[int, Meta(ge=0)]
     char_end: Annotated[int, Meta(ge=0)]
+
+
+class ChunkText(msgspec.Struct, frozen=True, kw_only=True):
+    """What the indexes of a dataset are rebuilt from: a chunk, its title and its language."""
+
+    chunk_id: str
+    document_id: str
+    title: str
+    text: str
+    language: str

@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import numpy as np
 from tqdm import tqdm
 
-from contracts import Chunk, Document, InvalidInput
+from contracts import Chunk, ChunkText, Document, InvalidInput
 from ingest.chunking import chunk_document, content_hash, indexed_text
 from ingest.readers import Record, RecordError, read_source
 from ranking.embedder import Embedder
-from ranking.lexical import BM25Index
+from ranking.language import UNDETERMINED, detect_language, settle_languages
+from ranking.lexical import BM25Index, LexicalDoc
 from ranking.vectors import VectorIndex
 
 EMBED_STEP = 256
@@ -38,7 +40,7 @@ class CatalogWriter(Protocol):
 
     async def generations(self) -> dict[str, int]: ...
     async def document_hashes(self, dataset_id: str) -> dict[str, str]: ...
-    async def chunk_texts(self, dataset_id: str) -> list[tuple[str, str, str, str]]: ...
+    async def chunk_texts(self, dataset_id: str) -> list[ChunkText]: ...
     async def commit_ingest(
         self,
         *,
@@ -145,24 +147,23 @@ async def ingest_source(
         if not upserts and not deletes:
             return report
 
+        upserts = _with_languages(upserts)
         chunked = [
             (document, digest, chunk_document(dataset_id, document, embedder.token_spans))
             for document, digest in upserts
         ]
-        new_chunks = [
-            (document.title, chunk) for document, _, chunks in chunked for chunk in chunks
-        ]
-        vectors = _embed(embedder, [indexed_text(t, c.text) for t, c in new_chunks], progress)
+        new_chunks = [(document, chunk) for document, _, chunks in chunked for chunk in chunks]
+        vectors = _embed(embedder, [indexed_text(d.title, c.text) for d, c in new_chunks], progress)
         add_ids = [chunk.id for _, chunk in new_chunks]
 
         replaced = {document.id for document, _ in upserts} | set(deletes)
         old = await catalog.chunk_texts(dataset_id)
-        remove_ids = [chunk_id for chunk_id, doc_id, _, _ in old if doc_id in replaced]
-        kept = [
-            (cid, indexed_text(title, text))
-            for cid, doc_id, title, text in old
-            if doc_id not in replaced
-        ]
+        remove_ids = [c.chunk_id for c in old if c.document_id in replaced]
+        lexical_docs = [
+            LexicalDoc(c.chunk_id, c.title, c.text, c.language)
+            for c in old
+            if c.document_id not in replaced
+        ] + [LexicalDoc(c.id, d.title, c.text, d.language or UNDETERMINED) for d, c in new_chunks]
         generation = base_generation + 1
         try:
             for index in vector_indexes:
@@ -174,12 +175,7 @@ async def ingest_source(
                     add_vectors=vectors,
                     remove_ids=remove_ids,
                 )
-            lexical.build(
-                dataset_id,
-                generation,
-                [cid for cid, _ in kept] + add_ids,
-                [text for _, text in kept] + [indexed_text(t, c.text) for t, c in new_chunks],
-            )
+            lexical.build(dataset_id, generation, lexical_docs)
             report.generation = await catalog.commit_ingest(
                 dataset_id=dataset_id,
                 expected_generation=base_generation,
@@ -194,6 +190,22 @@ async def ingest_source(
         lexical.finalize(dataset_id, generation=generation)
         report.chunks_written = len(add_ids)
         return report
+
+
+def _with_languages(upserts: list[tuple[Document, str]]) -> list[tuple[Document, str]]:
+    """Fill in each document's language where the source did not state it.
+
+    Detected per document, then settled over the batch so a rare misdetection does not give a
+    document a language (and a BM25 analyser) of its own. The content hash stays that of the
+    source record, so re-ingesting it is still recognised as unchanged.
+    """
+    missing = [i for i, (document, _) in enumerate(upserts) if not document.language]
+    detected = settle_languages([detect_language(upserts[i][0].text) for i in missing])
+    filled = list(upserts)
+    for i, language in zip(missing, detected, strict=True):
+        document, digest = upserts[i]
+        filled[i] = (msgspec.structs.replace(document, language=language), digest)
+    return filled
 
 
 async def _abort(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import (
     Chunk,
+    ChunkText,
     ConflictError,
     Dataset,
     Document,
@@ -283,18 +284,29 @@ class CatalogStore:
             rows = (await conn.execute(query)).all()
         return {r.id: r.content_hash for r in rows}
 
-    async def chunk_texts(self, dataset_id: str) -> list[tuple[str, str, str, str]]:
-        """(chunk id, document id, document title, chunk text) of every chunk, ordered by
-        document id and ordinal. Ingest needs the document id to tell which chunks it replaces."""
+    async def chunk_texts(self, dataset_id: str) -> list[ChunkText]:
+        """Every chunk of a dataset with what its indexes need, ordered by document id and
+        ordinal. Ingest needs the document id to tell which chunks it replaces."""
         query = (
-            select(chunks.c.id, chunks.c.document_id, documents.c.title, chunks.c.text)
+            select(
+                chunks.c.id,
+                chunks.c.document_id,
+                documents.c.title,
+                chunks.c.text,
+                documents.c.language,
+            )
             .join_from(chunks, documents, _chunk_document_join())
             .where(chunks.c.dataset_id == dataset_id)
             .order_by(chunks.c.document_id, chunks.c.ordinal)
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [
+            ChunkText(
+                chunk_id=r[0], document_id=r[1], title=r[2], text=r[3], language=r[4] or "und"
+            )
+            for r in rows
+        ]
 
     async def commit_ingest(
         self,

@@ -1,4 +1,9 @@
-"""BM25 lexical index (bm25s), one immutable index per (dataset, generation)."""
+"""BM25 lexical index (bm25s): one immutable index per (dataset, generation, language).
+
+Each language of a dataset gets its own sub-index, analysed with that language's stemmer and
+stop words (`ranking.analysis`); a query is analysed once per sub-index it searches. Titles are
+weighted by repetition, the usual cheap approximation of BM25F's field weights.
+"""
 
 from __future__ import annotations
 
@@ -6,64 +11,86 @@ import json
 import os
 import shutil
 import threading
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
-import Stemmer
 from bm25s.tokenization import Tokenizer
 
+from ranking.analysis import analyser_for
 from ranking.vectors import merge_top_k
 
-LANGUAGE = "english"
+# Title terms count this many times in a chunk's BM25 text. Fit on SciFact train
+# (bench/tune_fusion.py); 1 is plain concatenation.
+TITLE_WEIGHT = 2
 
 
-def _tokenizer() -> Tokenizer:
-    # English stemming and stop words: the DESIGN baseline (nDCG@10 0.686 on SciFact).
-    return Tokenizer(stopwords="en", stemmer=Stemmer.Stemmer(LANGUAGE))
+@dataclass(frozen=True, slots=True)
+class LexicalDoc:
+    chunk_id: str
+    title: str
+    text: str
+    language: str
 
 
-class _Loaded:
-    __slots__ = ("generation", "ids", "retriever", "tokenizer")
+def bm25_text(title: str, text: str, title_weight: int = TITLE_WEIGHT) -> str:
+    return "\n".join([title] * title_weight + [text]) if title else text
 
-    def __init__(
-        self, generation: int, retriever: bm25s.BM25, tokenizer: Tokenizer, ids: list[str]
-    ) -> None:
-        self.generation = generation
+
+class _SubIndex:
+    __slots__ = ("ids", "retriever", "tokenizer")
+
+    def __init__(self, retriever: bm25s.BM25, tokenizer: Tokenizer, ids: list[str]) -> None:
         self.retriever = retriever
         self.tokenizer = tokenizer
         self.ids = ids
 
 
+class _Loaded:
+    __slots__ = ("generation", "languages", "parts")
+
+    def __init__(self, generation: int, parts: dict[str, _SubIndex]) -> None:
+        self.generation = generation
+        self.parts = parts
+        self.languages = {cid: lang for lang, part in parts.items() for cid in part.ids}
+
+
 class BM25Index:
-    """Layout: `<root>/<dataset>/<generation>/` with bm25s files, the tokenizer vocab and ids."""
+    """Layout: `<root>/<dataset>/<generation>/<language>/` with bm25s files, vocab and ids."""
 
     name = "bm25"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, title_weight: int = TITLE_WEIGHT) -> None:
         self.root = root
+        self.title_weight = title_weight
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
 
     def _dir(self, dataset_id: str, generation: int) -> Path:
         return self.root / dataset_id / str(generation)
 
-    def build(
-        self, dataset_id: str, generation: int, ids: Sequence[str], texts: Sequence[str]
-    ) -> None:
+    def build(self, dataset_id: str, generation: int, docs: Sequence[LexicalDoc]) -> None:
         """Write the complete index of a dataset's generation (bm25s cannot update in place)."""
         target = self._dir(dataset_id, generation)
         staging = target.with_name(f".{generation}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        if ids:
-            tokenizer = _tokenizer()
-            tokens = tokenizer.tokenize(list(texts), show_progress=False, return_as="tuple")
+        by_language: dict[str, list[LexicalDoc]] = defaultdict(list)
+        for doc in docs:
+            by_language[doc.language].append(doc)
+        for language, group in sorted(by_language.items()):
+            part = staging / language
+            part.mkdir()
+            tokenizer = analyser_for(language).tokenizer()
+            texts = [bm25_text(d.title, d.text, self.title_weight) for d in group]
+            tokens = tokenizer.tokenize(texts, show_progress=False, return_as="tuple")
             retriever = bm25s.BM25()
             retriever.index(tokens, show_progress=False)
-            retriever.save(str(staging), show_progress=False)
-            tokenizer.save_vocab(str(staging))
-        (staging / "ids.json").write_text(json.dumps(list(ids)))
+            retriever.save(str(part), show_progress=False)
+            tokenizer.save_vocab(str(part))
+            (part / "ids.json").write_text(json.dumps([d.chunk_id for d in group]))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
 
@@ -88,43 +115,65 @@ class BM25Index:
         if loaded is not None and loaded.generation == generation:
             return loaded
         with self._lock:
+            loaded = self._loaded.get(dataset_id)
+            if loaded is not None and loaded.generation == generation:
+                return loaded
             directory = self._dir(dataset_id, generation)
-            if not (directory / "ids.json").exists():
+            if not directory.is_dir():
                 return None
-            ids = json.loads((directory / "ids.json").read_text())
-            if not ids:
-                return None
-            tokenizer = _tokenizer()
-            tokenizer.load_vocab(str(directory))
-            retriever = bm25s.BM25.load(str(directory), show_progress=False)
-            loaded = _Loaded(generation, retriever, tokenizer, ids)
+            parts: dict[str, _SubIndex] = {}
+            for part in sorted(p for p in directory.iterdir() if p.is_dir()):
+                tokenizer = analyser_for(part.name).tokenizer()
+                tokenizer.load_vocab(str(part))
+                retriever = bm25s.BM25.load(str(part), show_progress=False)
+                ids = json.loads((part / "ids.json").read_text())
+                parts[part.name] = _SubIndex(retriever, tokenizer, ids)
+            loaded = _Loaded(generation, parts)
             self._loaded[dataset_id] = loaded
             return loaded
 
     def search(self, query: str, k: int, generations: Mapping[str, int]) -> list[tuple[str, float]]:
-        parts: list[list[tuple[str, float]]] = []
+        results: list[list[tuple[str, float]]] = []
         for dataset_id, generation in sorted(generations.items()):
             loaded = self._get(dataset_id, generation)
             if loaded is None:
                 continue
-            # Query words the corpus never saw carry no BM25 weight; drop them up front.
-            token_ids = loaded.tokenizer.tokenize(
-                [query], update_vocab=False, show_progress=False, return_as="ids"
-            )[0]
-            if not token_ids:
-                continue
-            positions, scores = loaded.retriever.retrieve(
-                [token_ids], k=min(k, len(loaded.ids)), show_progress=False, n_threads=1
-            )
-            parts.append(
-                [
-                    (loaded.ids[int(p)], float(s))
-                    for p, s in zip(positions[0], scores[0], strict=True)
-                    if s > 0
-                ]
-            )
-        return merge_top_k(parts, k)
+            for part in loaded.parts.values():
+                # Query words the corpus never saw carry no BM25 weight; drop them up front.
+                token_ids = part.tokenizer.tokenize(
+                    [query], update_vocab=False, show_progress=False, return_as="ids"
+                )[0]
+                if not token_ids:
+                    continue
+                positions, scores = part.retriever.retrieve(
+                    [token_ids], k=min(k, len(part.ids)), show_progress=False, n_threads=1
+                )
+                results.append(
+                    [
+                        (part.ids[int(p)], float(s))
+                        for p, s in zip(positions[0], scores[0], strict=True)
+                        if s > 0
+                    ]
+                )
+        return merge_top_k(results, k)
+
+    def languages_of(
+        self, chunk_ids: Sequence[str], generations: Mapping[str, int]
+    ) -> dict[str, str]:
+        """Chunk id -> language, for those of `chunk_ids` these dataset generations hold."""
+        maps = [
+            loaded.languages
+            for dataset_id, generation in generations.items()
+            if (loaded := self._get(dataset_id, generation)) is not None
+        ]
+        found: dict[str, str] = {}
+        for chunk_id in chunk_ids:
+            for languages in maps:
+                if chunk_id in languages:
+                    found[chunk_id] = languages[chunk_id]
+                    break
+        return found
 
     def chunk_ids(self, dataset_id: str, generation: int) -> set[str]:
-        path = self._dir(dataset_id, generation) / "ids.json"
-        return set(json.loads(path.read_text())) if path.exists() else set()
+        loaded = self._get(dataset_id, generation)
+        return set(loaded.languages) if loaded is not None else set()

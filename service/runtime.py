@@ -133,6 +133,7 @@ async def open_runtime(
             reranker.reranker,
             candidate_depth=settings.candidate_depth,
             rerank_depth=settings.rerank_depth,
+            embedder_languages=settings.embedder_language_set,
         )
         yield Runtime(
             settings=settings,

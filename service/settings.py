@@ -40,6 +40,12 @@ SETTINGS: tuple[Setting, ...] = (
         "sentence-transformers name or path; the default loads the packaged weights.",
     ),
     Setting(
+        "embedder_languages",
+        "en",
+        "Comma-separated ISO 639-1 languages the embedder reads well, or * for any; dense "
+        "candidates in other languages get no weight in hybrid fusion.",
+    ),
+    Setting(
         "reranker_model",
         "",
         "CrossEncoder name or path; empty or unloadable means the rerank stage is skipped.",
@@ -61,6 +67,7 @@ class Settings:
     qdrant_url: str
     vector_backend: str
     embedder_model: str
+    embedder_languages: str
     reranker_model: str
     rerank_depth: int
     candidate_depth: int
@@ -72,6 +79,14 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'fairshare.db').resolve()}"
+
+    @property
+    def embedder_language_set(self) -> frozenset[str] | None:
+        if self.embedder_languages.strip() == "*":
+            return None
+        return frozenset(
+            code.strip().lower() for code in self.embedder_languages.split(",") if code.strip()
+        )
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -80,7 +80,7 @@ async def visible_chunks(rt: Runtime) -> dict[str, set[str]]:
     generation = (await rt.catalog.generations())["ds"]
     assert rt.qdrant is not None
     return {
-        "sql": {cid for cid, *_ in await rt.catalog.chunk_texts("ds")},
+        "sql": {c.chunk_id for c in await rt.catalog.chunk_texts("ds")},
         "faiss": rt.faiss.chunk_ids("ds", generation),
         "qdrant": rt.qdrant.chunk_ids("ds", generation),
         "bm25": rt.lexical.chunk_ids("ds", generation),

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import Chunk, ConflictError, InvalidInput, NotFound, Owner
+from contracts import Chunk, ChunkText, ConflictError, InvalidInput, NotFound, Owner
 from ledger.catalog import CatalogStore, Passage
 from ledger.schema import chunks, documents
 from tests.ledger.support import chunked, document, licence, owner, seed_dataset
@@ -125,10 +125,16 @@ async def test_commit_ingest_stores_documents_and_chunks(catalog: CatalogStore) 
     assert (ds.document_count, ds.chunk_count) == (2, len(a[2]) + 1)
     assert await catalog.document_hashes("guides") == {"a": a[1], "b": b[1]}
     texts = await catalog.chunk_texts("guides")
-    assert texts[0] == ("guides:a:0", "a", "Title of a", "alpha text")
-    assert [t[0] for t in texts] == [c.id for c in a[2]] + ["guides:b:0"]
-    assert [t[1] for t in texts] == ["a"] * len(a[2]) + ["b"]
-    assert "".join(t[3] for t in texts[:-1]) == "alpha text that is long enough"
+    assert texts[0] == ChunkText(
+        chunk_id="guides:a:0",
+        document_id="a",
+        title="Title of a",
+        text="alpha text",
+        language="en",
+    )
+    assert [t.chunk_id for t in texts] == [c.id for c in a[2]] + ["guides:b:0"]
+    assert [t.document_id for t in texts] == ["a"] * len(a[2]) + ["b"]
+    assert "".join(t.text for t in texts[:-1]) == "alpha text that is long enough"
 
 
 async def test_reingest_replaces_all_chunks_and_deletes(
@@ -147,7 +153,9 @@ async def test_reingest_replaces_all_chunks_and_deletes(
         dataset_id="guides", expected_generation=1, upserts=[shorter], deletes=["b", "never-was"]
     )
     assert gen == 2
-    assert await catalog.chunk_texts("guides") == [("guides:a:0", "a", "New", "new and short")]
+    assert [
+        (t.chunk_id, t.document_id, t.title, t.text) for t in await catalog.chunk_texts("guides")
+    ] == [("guides:a:0", "a", "New", "new and short")]
     assert await catalog.document_hashes("guides") == {"a": shorter[1]}
     # The old chunks 1..4 of "a" and all of "b" are gone, not orphaned.
     async with engine.connect() as conn:
