@@ -109,7 +109,9 @@ def split_words(text: str) -> list[str]:
     """Words of `text`; runs of unspaced-script characters become overlapping bigrams
     ("iPhone手机" -> "iPhone", "手机")."""
     tokens: list[str] = []
-    for word in _WORD.findall(text):
+    # NFKC folds compatibility forms (full-width Latin, ligatures, superscripts) into the
+    # characters people type in queries.
+    for word in _WORD.findall(unicodedata.normalize("NFKC", text)):
         if not _UNSPACED.search(word):
             if len(word) >= 2 or word.isdigit():
                 tokens.append(word)

@@ -13,6 +13,12 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
+from ranking.faiss_build import (
+    EXACT_THRESHOLD,
+    build_index,
+    configure_for_search,
+    one_thread_per_query,
+)
 from ranking.vectors import merge_top_k
 
 
@@ -26,33 +32,43 @@ class _Loaded:
 
 
 class FaissIndex:
-    """Exact inner-product search over unit vectors (cosine), per dataset.
+    """Inner-product search over unit vectors (cosine), per dataset.
 
     Layout: `<root>/<dataset>/<generation>/{vectors.npy, ids.json, index.faiss}`. A generation's
     directory is written to a temporary name and renamed into place, so a reader sees all of it or
-    none of it.
+    none of it. `vectors.npy` is the source the next generation is rebuilt from.
+
+    A generation with fewer than `exact_threshold` vectors is searched exactly; a larger one gets
+    an IVF index (see `ranking.faiss_build`), so its results may miss a few true neighbours
+    (recall@10 ≥ 0.98 against exact in `bench/faiss_scale.py`). Scores are exact cosines either way.
     """
 
     name = "faiss"
 
-    def __init__(self, root: Path, dim: int) -> None:
+    def __init__(self, root: Path, dim: int, *, exact_threshold: int = EXACT_THRESHOLD) -> None:
         self.root = root
         self.dim = dim
+        self.exact_threshold = exact_threshold
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
 
     def _dir(self, dataset_id: str, generation: int) -> Path:
         return self.root / dataset_id / str(generation)
 
-    def _read_vectors(
-        self, dataset_id: str, generation: int
-    ) -> tuple[list[str], NDArray[np.float32]]:
-        directory = self._dir(dataset_id, generation)
-        if not directory.exists():
-            return [], np.zeros((0, self.dim), dtype=np.float32)
-        ids = json.loads((directory / "ids.json").read_text())
-        vectors = np.load(directory / "vectors.npy")
-        return ids, vectors
+    def _read_ids(self, dataset_id: str, generation: int) -> list[str]:
+        path = self._dir(dataset_id, generation) / "ids.json"
+        if not path.exists():
+            return []
+        ids: list[str] = json.loads(path.read_text())
+        return ids
+
+    def _read_vectors(self, dataset_id: str, generation: int) -> NDArray[np.float32]:
+        path = self._dir(dataset_id, generation) / "vectors.npy"
+        if not path.exists():
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Memory-mapped: at 1M x 384 the file is 1.5 GB, and only the kept rows need copying.
+        vectors: NDArray[np.float32] = np.load(path, mmap_mode="r")
+        return vectors
 
     def prepare(
         self,
@@ -64,14 +80,18 @@ class FaissIndex:
         add_vectors: NDArray[np.float32],
         remove_ids: Sequence[str],
     ) -> None:
-        ids, vectors = self._read_vectors(dataset_id, base_generation)
+        ids = self._read_ids(dataset_id, base_generation)
+        vectors = self._read_vectors(dataset_id, base_generation)
         drop = set(remove_ids) | set(add_ids)
         keep = [i for i, chunk_id in enumerate(ids) if chunk_id not in drop]
         new_ids = [ids[i] for i in keep] + list(add_ids)
-        new_vectors = np.vstack([vectors[keep], add_vectors]).astype(np.float32)
-        index = faiss.IndexFlatIP(self.dim)
-        if len(new_ids):
-            index.add(new_vectors)
+        # One allocation for the new generation's matrix (no vstack/astype copies): with the
+        # index's own copy (and a k-means sample) that is the peak, ~3.2 GB at 1M x 384.
+        new_vectors = np.empty((len(new_ids), self.dim), dtype=np.float32)
+        np.take(vectors, keep, axis=0, out=new_vectors[: len(keep)])
+        new_vectors[len(keep) :] = np.asarray(add_vectors, dtype=np.float32).reshape(-1, self.dim)
+        del vectors
+        index = build_index(new_vectors, exact_threshold=self.exact_threshold)
         target = self._dir(dataset_id, generation)
         staging = target.with_name(f".{generation}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
@@ -112,7 +132,7 @@ class FaissIndex:
             directory = self._dir(dataset_id, generation)
             if not directory.exists():
                 return None
-            index = faiss.read_index(str(directory / "index.faiss"))
+            index = configure_for_search(faiss.read_index(str(directory / "index.faiss")))
             ids = json.loads((directory / "ids.json").read_text())
             loaded = _Loaded(generation, index, ids)
             self._loaded[dataset_id] = loaded
@@ -127,7 +147,8 @@ class FaissIndex:
             loaded = self._get(dataset_id, generation)
             if loaded is None or loaded.index.ntotal == 0:
                 continue
-            scores, positions = loaded.index.search(matrix, min(k, loaded.index.ntotal))
+            with one_thread_per_query():
+                scores, positions = loaded.index.search(matrix, min(k, loaded.index.ntotal))
             parts.append(
                 [
                     (loaded.ids[int(p)], float(s))
@@ -138,7 +159,7 @@ class FaissIndex:
         return merge_top_k(parts, k)
 
     def chunk_ids(self, dataset_id: str, generation: int) -> set[str]:
-        return set(self._read_vectors(dataset_id, generation)[0])
+        return set(self._read_ids(dataset_id, generation))
 
     def close(self) -> None:
         with self._lock:

@@ -22,9 +22,12 @@ from bm25s.tokenization import Tokenizer
 from ranking.analysis import analyser_for
 from ranking.vectors import merge_top_k
 
-# Title terms count this many times in a chunk's BM25 text. Fit on SciFact train
-# (bench/tune_fusion.py); 1 is plain concatenation.
-TITLE_WEIGHT = 2
+# Fit on SciFact train qrels (bench/tune_fusion.py). Title terms count this many times in a
+# chunk's BM25 text (1 is plain concatenation); k1 and b are the usual BM25 saturation and
+# length-normalisation parameters (bm25s defaults: 1.5 and 0.75).
+TITLE_WEIGHT = 3
+BM25_K1 = 0.9
+BM25_B = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +65,18 @@ class BM25Index:
 
     name = "bm25"
 
-    def __init__(self, root: Path, *, title_weight: int = TITLE_WEIGHT) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        title_weight: int = TITLE_WEIGHT,
+        k1: float = BM25_K1,
+        b: float = BM25_B,
+    ) -> None:
         self.root = root
         self.title_weight = title_weight
+        self.k1 = k1
+        self.b = b
         self._loaded: dict[str, _Loaded] = {}
         self._lock = threading.Lock()
 
@@ -86,7 +98,7 @@ class BM25Index:
             tokenizer = analyser_for(language).tokenizer()
             texts = [bm25_text(d.title, d.text, self.title_weight) for d in group]
             tokens = tokenizer.tokenize(texts, show_progress=False, return_as="tuple")
-            retriever = bm25s.BM25()
+            retriever = bm25s.BM25(k1=self.k1, b=self.b)
             retriever.index(tokens, show_progress=False)
             retriever.save(str(part), show_progress=False)
             tokenizer.save_vocab(str(part))

@@ -16,7 +16,7 @@ import anyio
 import anyio.to_thread
 
 from ranking.embedder import Embedder
-from ranking.fusion import FusionWeights, reciprocal_rank_fusion
+from ranking.fusion import FusionWeights, reciprocal_rank_fusion, score_fusion, weight_of
 from ranking.language import UNDETERMINED
 from ranking.lexical import BM25Index
 from ranking.rerank import Reranker
@@ -125,22 +125,31 @@ class SearchPipeline:
         lexical: list[tuple[str, float]],
         generations: Mapping[str, int],
     ) -> list[tuple[str, float]]:
-        dense_ids = [c for c, _ in dense]
         served = self.embedder_languages
-        weight = self.fusion.dense
-        if served is None:
-            dense_weight: float | Callable[[str], float] = weight
-        else:
-            languages = self.lexical.languages_of(dense_ids, generations)
+        dense_weight: float | Callable[[str], float] = 1.0
+        if served is not None:
+            # Every candidate needs its language, lexical-only ones too: they get the dense
+            # list's floor score, which must be silenced for a foreign chunk as well.
+            candidates = list(dict.fromkeys([c for c, _ in dense] + [c for c, _ in lexical]))
+            languages = self.lexical.languages_of(candidates, generations)
 
+            # Text whose language could not be told (codes, numbers, a few words) gets no dense
+            # vote either: one such chunk near the top of every dense list would outrank BM25.
             def dense_weight(chunk_id: str) -> float:
-                language = languages.get(chunk_id, UNDETERMINED)
-                return weight if language in served or language == UNDETERMINED else 0.0
+                return 1.0 if languages.get(chunk_id, UNDETERMINED) in served else 0.0
 
-        return reciprocal_rank_fusion(
-            [dense_ids, [c for c, _ in lexical]],
-            weights=[dense_weight, self.fusion.lexical],
-            k=self.fusion.k,
+        if self.fusion.method == "rrf":
+            return reciprocal_rank_fusion(
+                [[c for c, _ in dense], [c for c, _ in lexical]],
+                weights=[lambda c: self.fusion.dense * weight_of(dense_weight, c), 1.0],
+                k=self.fusion.k,
+            )
+        return score_fusion(
+            dense,
+            lexical,
+            dense_weight=self.fusion.dense,
+            dense_item_weight=dense_weight,
+            depth=self.candidate_depth,
         )
 
     async def _rerank(self, query: str, items: list[Ranked], texts: TextLoader) -> list[Ranked]:
@@ -150,7 +159,9 @@ class SearchPipeline:
         loaded = await texts([item.chunk_id for item in head])
         visible = [item for item in head if item.chunk_id in loaded]
         scores = await self._off_loop(
-            lambda: reranker.score(query, [loaded[item.chunk_id] for item in visible])
+            lambda: reranker.score(
+                query, [(item.chunk_id, loaded[item.chunk_id]) for item in visible]
+            )
         )
         rescored = sorted(
             (Ranked(item.chunk_id, score) for item, score in zip(visible, scores, strict=True)),

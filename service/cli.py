@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 
 from contracts import FairshareError, InvalidInput, Owner, SearchRequest
-from ingest.run import ingest_source
 from ledger.statements import build_statement, statement_csv, statement_html
 from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
 from service.runtime import open_runtime
@@ -30,14 +29,9 @@ def _print_json(value: Any) -> None:
 
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
-        report = await ingest_source(
+        report = await runtime.ingest(
             Path(args.path),
-            dataset_id=args.dataset,
-            catalog=runtime.catalog,
-            embedder=runtime.embedder,
-            vector_indexes=runtime.vector_indexes(),
-            lexical=runtime.lexical,
-            lock_dir=runtime.lock_dir,
+            args.dataset,
             sync=args.sync,
             strict=args.strict,
             progress=not args.no_progress,
@@ -155,6 +149,33 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from service.evaluate import (
+        EvalOptions,
+        evaluate_collection,
+        format_table,
+        parse_stages,
+        report_json,
+    )
+
+    options = EvalOptions(
+        data=Path(args.data),
+        split=args.split,
+        backend=args.backend,
+        stages=parse_stages(args.stages),
+        keep_data=Path(args.keep_data) if args.keep_data else None,
+        progress=not args.no_progress,
+    )
+    evaluation = await evaluate_collection(settings, options)
+    print(format_table(evaluation.report))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(report_json(evaluation.report))
+        print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
 def serve(settings: Settings) -> None:
     import uvicorn
 
@@ -224,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", required=True, help="YYYY-MM (UTC)")
     p.add_argument("--format", choices=["json", "csv", "html"], default="json")
 
+    p = sub.add_parser("eval", help="score the search stages on a BEIR-format collection")
+    p.add_argument("--data", required=True, help="folder with corpus.jsonl, queries.jsonl, qrels/")
+    p.add_argument("--split", default="test", help="qrels/<split>.tsv to score against")
+    p.add_argument("--backend", choices=["faiss", "qdrant"], default="faiss")
+    p.add_argument("--stages", default="bm25,dense,hybrid,rerank")
+    p.add_argument("--out", help="write the JSON report here")
+    p.add_argument("--keep-data", help="ingest into this data dir and keep it (default: temp)")
+    p.add_argument("--no-progress", action="store_true")
+
     p = sub.add_parser("demo", help="load the demo catalog and print demo keys and curl lines")
     p.add_argument("--catalog", default=str(DEMO_DIR))
     p.add_argument("--serve", action="store_true", help="then serve the API")
@@ -237,6 +267,7 @@ COMMANDS: dict[str, Command] = {
     "owners": cmd_owners,
     "datasets": cmd_datasets,
     "statements": cmd_statements,
+    "eval": cmd_eval,
     "demo": cmd_demo,
 }
 

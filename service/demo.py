@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from contracts import AuthError, InvalidInput, Licence, Owner
-from ingest.run import IngestReport, ingest_source
+from ingest.run import IngestReport
 from service.runtime import Runtime
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
@@ -68,16 +68,8 @@ async def load_demo_catalog(
             licence=read_licence(catalog_dir / raw["licence"]),
         )
         reports.append(
-            await ingest_source(
-                catalog_dir / raw["source"],
-                dataset_id=raw["id"],
-                catalog=runtime.catalog,
-                embedder=runtime.embedder,
-                vector_indexes=runtime.vector_indexes(),
-                lexical=runtime.lexical,
-                lock_dir=runtime.lock_dir,
-                sync=True,
-                progress=progress,
+            await runtime.ingest(
+                catalog_dir / raw["source"], raw["id"], sync=True, progress=progress
             )
         )
     return reports

@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import Dataset, Owner, Unavailable
+from ingest.run import IngestReport, ingest_source
 from ledger.catalog import CatalogStore
 from ledger.db import make_engine, migrate
 from ledger.hits import HitLedger
@@ -75,6 +76,19 @@ class Runtime:
         """Every index ingest writes: FAISS always; Qdrant, the system of record, when open."""
         return [self.faiss] + ([self.qdrant] if self.qdrant is not None else [])
 
+    async def ingest(self, source: Path, dataset_id: str, **options: bool) -> IngestReport:
+        """Ingest `source` into `dataset_id` with this process's catalog, embedder and indexes."""
+        return await ingest_source(
+            source,
+            dataset_id=dataset_id,
+            catalog=self.catalog,
+            embedder=self.embedder,
+            vector_indexes=self.vector_indexes(),
+            lexical=self.lexical,
+            lock_dir=self.lock_dir,
+            **options,
+        )
+
     async def snapshot(self) -> CatalogSnapshot:
         state = await self.catalog.serving_state()
         current = self._snapshot
@@ -117,7 +131,12 @@ async def open_runtime(
         if with_qdrant or (with_qdrant is None and settings.vector_backend == "qdrant"):
             qdrant = _open_qdrant_index(settings, embedder.dim)
         reranker = (
-            await asyncio.to_thread(load_reranker, settings.reranker_model)
+            await asyncio.to_thread(
+                load_reranker,
+                settings.reranker_model,
+                backend=settings.reranker_backend,
+                cache_dir=settings.data_dir / "reranker-onnx",
+            )
             if with_reranker
             else RerankerStatus(None, "reranker not loaded by this command")
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import InvalidInput
+from ranking.rerank import BACKENDS as RERANKER_BACKENDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,13 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "CrossEncoder name or path; empty or unloadable means the rerank stage is skipped.",
     ),
+    Setting(
+        "reranker_backend",
+        "torch",
+        "How the cross-encoder runs: torch, onnx (fp32 ONNX Runtime) or onnx-int8 (dynamically "
+        "quantized). ONNX is exported once from the model's weights into <model dir>/onnx, or "
+        "<data dir>/reranker-onnx when that is not writable.",
+    ),
     Setting("rerank_depth", "30", "How many fused candidates the cross-encoder rescores."),
     Setting(
         "candidate_depth", "100", "Candidates taken from each of the dense and BM25 retrievers."
@@ -69,6 +77,7 @@ class Settings:
     embedder_model: str
     embedder_languages: str
     reranker_model: str
+    reranker_backend: str
     rerank_depth: int
     candidate_depth: int
     host: str
@@ -129,6 +138,10 @@ def _build(raw: dict[str, str]) -> Settings:
             values[f.name] = value
     if values["vector_backend"] not in ("faiss", "qdrant"):
         raise InvalidInput("FAIRSHARE_VECTOR_BACKEND must be 'faiss' or 'qdrant'")
+    if values["reranker_backend"] not in RERANKER_BACKENDS:
+        raise InvalidInput(
+            f"FAIRSHARE_RERANKER_BACKEND must be one of {', '.join(RERANKER_BACKENDS)}"
+        )
     if not 1 <= values["port"] <= 65535:
         raise InvalidInput("FAIRSHARE_PORT must be within 1..65535")
     return Settings(**values)

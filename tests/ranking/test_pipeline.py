@@ -95,16 +95,34 @@ async def test_german_bm25_is_stemmed_german(runtime: Runtime) -> None:
 async def test_an_english_only_embedder_gets_no_vote_on_german_chunks(runtime: Runtime) -> None:
     query = "Welcher Fluss fließt in die Nordsee?"
     lexical = await ranked(runtime.pipeline, runtime, query, "de-docs", "bm25")
-    hybrid = await ranked(runtime.pipeline, runtime, query, "de-docs", "hybrid")
-    # BM25's order is kept exactly; dense-only candidates trail with zero weight.
-    assert hybrid[: len(lexical)] == lexical
+    gens = {"de-docs": (await runtime.catalog.generations())["de-docs"]}
+    english_only = await runtime.pipeline.search(
+        query, generations=gens, rerank=False, texts=no_texts
+    )
+    # BM25's order is kept exactly, and candidates only the embedder found trail all of them.
+    assert [r.chunk_id for r in english_only.items if r.chunk_id in lexical] == lexical
+    floor = min(r.score for r in english_only.items if r.chunk_id in lexical)
+    dense_only = [r for r in english_only.items if r.chunk_id not in lexical]
+    assert dense_only and all(r.score <= floor for r in dense_only)
+    # Told the embedder reads German (a multilingual model), fusion lets it vote.
     multilingual = SearchPipeline(
         runtime.embedder, runtime.faiss, runtime.lexical, None, embedder_languages=None
     )
-    dense = await ranked(runtime.pipeline, runtime, query, "de-docs", "dense")
-    assert set(await ranked(multilingual, runtime, query, "de-docs", "hybrid")) == set(
-        lexical
-    ) | set(dense)
+    voted = await multilingual.search(query, generations=gens, rerank=False, texts=no_texts)
+    assert any(r.score > floor for r in voted.items if r.chunk_id not in lexical)
+
+
+async def test_lexical_only_foreign_candidates_get_no_dense_floor(runtime: Runtime) -> None:
+    # With shallow lists the two retrievers return different chunks; a German chunk only BM25
+    # found must not be lifted by the dense list's floor score above BM25's own order.
+    shallow = SearchPipeline(
+        runtime.embedder, runtime.faiss, runtime.lexical, None, candidate_depth=2
+    )
+    query = "Welcher Fluss fließt in die Nordsee?"
+    lexical = await ranked(shallow, runtime, query, "de-docs", "bm25")
+    hybrid = await ranked(shallow, runtime, query, "de-docs", "hybrid")
+    assert [c for c in hybrid if c in lexical] == lexical
+    assert hybrid[0] == lexical[0]
 
 
 async def test_english_hybrid_uses_both_retrievers(runtime: Runtime) -> None:

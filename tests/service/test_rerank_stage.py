@@ -52,7 +52,10 @@ async def test_reranked_head_is_ordered_by_cross_encoder_scores(
     passages = await runtime.catalog.get_passages([r.chunk_id for r in result.results])
     expected = reranker.score(
         query,
-        [f"{passages[r.chunk_id].title}\n{passages[r.chunk_id].text}" for r in result.results],
+        [
+            (r.chunk_id, f"{passages[r.chunk_id].title}\n{passages[r.chunk_id].text}")
+            for r in result.results
+        ],
     )
     assert [r.score for r in result.results] == [round(s, 6) for s in expected]
     assert expected == sorted(expected, reverse=True)
