@@ -191,6 +191,9 @@ async def evaluate_collection(settings: Settings, options: EvalOptions) -> Evalu
     ingest can be scored under both backends.
     """
     collection = load_beir(options.data, options.split)
+    # Read before the run, not after: the code being measured is what was checked out when this
+    # process started, and a long run can outlive a commit.
+    commit = git_commit()
     with _data_dir(options.keep_data) as data_dir:
         eval_settings = settings.with_(
             data_dir=data_dir,
@@ -241,7 +244,7 @@ async def evaluate_collection(settings: Settings, options: EvalOptions) -> Evalu
                 corpus=corpus_size,
                 skipped_documents=empty + len(ingest.errors),
             ),
-            commit=git_commit(),
+            commit=commit,
         )
         return Evaluation(report, ingest, data_dir)
 
