@@ -17,7 +17,17 @@ from contracts.errors import (
     PaymentRequired,
     Unavailable,
 )
-from contracts.ledger import DatasetLine, Hit, Statement
+from contracts.ledger import (
+    DatasetLine,
+    DayLine,
+    DocumentLine,
+    Hit,
+    LicenceTerms,
+    Payout,
+    ReceiptClaims,
+    ReceiptLine,
+    Statement,
+)
 from contracts.money import Money, split_price
 from contracts.search import Citation, SearchRequest, SearchResponse, SearchResult, Timings
 
@@ -29,16 +39,22 @@ __all__ = [
     "ConflictError",
     "Dataset",
     "DatasetLine",
+    "DayLine",
     "Document",
+    "DocumentLine",
     "FairshareError",
     "ForbiddenError",
     "Hit",
     "InvalidInput",
     "Licence",
+    "LicenceTerms",
     "Money",
     "NotFound",
     "Owner",
     "PaymentRequired",
+    "Payout",
+    "ReceiptClaims",
+    "ReceiptLine",
     "SearchRequest",
     "SearchResponse",
     "SearchResult",

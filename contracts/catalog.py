@@ -15,6 +15,7 @@ Text = Annotated[str, Meta(min_length=1, max_length=2_000_000)]
 DocumentId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f]+$")]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 MetadataValue = str | int | float | bool | None
+StripeAccount = Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]{1,64}$")]
 
 
 class Licence(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -37,6 +38,8 @@ class Owner(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     name: Name
     email: Annotated[str, Meta(max_length=320)] = ""
     currency: CurrencyCode = "USD"
+    # Stripe Connect account that receives payouts. None: earnings are carried forward until set.
+    stripe_account: StripeAccount | None = None
 
 
 class Dataset(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -64,3 +64,6 @@ class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):
     currency: CurrencyCode
     reranked: bool
     timings_ms: Timings
+    # Ed25519-signed JWS over query_id, every charged passage and the amounts; check it offline
+    # against the key at /v1/keys/receipts.
+    receipt: str = ""

@@ -63,7 +63,13 @@ def _differences(old: msgspec.Struct, new: msgspec.Struct) -> list[str]:
 
 
 def _owner(row: AnyRow) -> Owner:
-    return Owner(id=row.id, name=row.name, email=row.email, currency=row.currency)
+    return Owner(
+        id=row.id,
+        name=row.name,
+        email=row.email,
+        currency=row.currency,
+        stripe_account=row.stripe_account,
+    )
 
 
 _LICENCE_COLUMNS = (
@@ -153,6 +159,17 @@ class CatalogStore:
                 owner_id=owner.id,
             )
         return existing
+
+    async def set_payout_account(self, owner_id: str, stripe_account: str | None) -> Owner:
+        """Point the owner's payouts at another Stripe Connect account (None: hold payouts)."""
+        owner = validated(
+            msgspec.structs.replace(await self.get_owner(owner_id), stripe_account=stripe_account)
+        )
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(owners).where(owners.c.id == owner_id).values(stripe_account=stripe_account)
+            )
+        return owner
 
     async def get_owner(self, owner_id: str) -> Owner:
         async with self._engine.connect() as conn:

@@ -122,3 +122,25 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
             await conn.execution_options(**{BEGIN_IMMEDIATE: True})
         async with conn.begin():
             yield conn
+
+
+# Serialises every ledger append across processes on PostgreSQL; SQLite's write lock does it there.
+PG_LEDGER_LOCK_KEY = 0x4641_4C47  # "FALG"
+
+
+@asynccontextmanager
+async def ledger_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A write transaction holding the ledger lock: the only way to append to the journal.
+
+    The journal's `seq` and hash chain need one writer at a time, across every API process. On
+    PostgreSQL a transaction-scoped advisory lock gives that (released at commit, after the rows
+    are visible, so the next holder reads the new chain head); on SQLite the database write lock
+    taken at BEGIN IMMEDIATE already does. Callers batch many entries per transaction, so the
+    lock costs one round trip per batch, not per hit.
+    """
+    async with write_transaction(engine) as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LEDGER_LOCK_KEY}
+            )
+        yield conn

@@ -79,6 +79,8 @@ owners = Table(
     Column("email", Text, nullable=False),
     Column("currency", CHAR(3), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Stripe Connect account (acct_...) that receives payouts; NULL: payouts wait until it is set.
+    Column("stripe_account", Text, nullable=True),
 )
 
 licences = Table(
@@ -205,13 +207,110 @@ hits = Table(
     _money("platform_micros"),
     Column("currency", CHAR(3), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The hit's transaction in the journal, which carries the hash chain and the postings.
+    Column("seq", BigInteger, ForeignKey("journal.seq"), nullable=False),
     UniqueConstraint("query_id", "rank"),
+    UniqueConstraint("seq"),
     CheckConstraint("owner_micros + platform_micros = price_micros", name="split_sums"),
     CheckConstraint(
         "price_micros >= 0 AND owner_micros >= 0 AND platform_micros >= 0", name="nonnegative"
     ),
     Index(None, "owner_id", "created_at"),  # statements
     Index(None, "customer_id", "chunk_id"),  # has the customer bought this chunk?
+)
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),  # see ledger.chain: customer:…, owner:…, platform:…
+    Column("kind", Text, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('customer', 'owner', 'platform', 'gateway')", name="kind_known"),
+)
+
+# One row per money transaction, in the order they were committed. `seq` is assigned by the
+# writer under the ledger lock (ledger.journal), so it is gapless and the chain has one order.
+journal = Table(
+    "journal",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", Text, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    Column("period", Text, nullable=False),  # the accounting period it is booked in, YYYY-MM
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("query_id", Text, nullable=True),
+    Column("reverses_seq", BigInteger, ForeignKey("journal.seq"), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("payout_id", Text, ForeignKey("payouts.payout_id"), nullable=True),
+    Column("prev_hash", CHAR(64), nullable=False),
+    Column("hash", CHAR(64), nullable=False),
+    # A transaction is reversed at most once, and a payout is booked at most once.
+    UniqueConstraint("reverses_seq"),
+    UniqueConstraint("payout_id"),
+    CheckConstraint("kind IN ('hit', 'reversal', 'payout')", name="kind_known"),
+    Index(None, "period", "kind"),
+    Index(None, "query_id"),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("seq", BigInteger, ForeignKey("journal.seq"), nullable=False),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("amount_micros", BigInteger, nullable=False),  # debit > 0, credit < 0
+    PrimaryKeyConstraint("seq", "account_id"),
+    Index(None, "account_id", "seq"),
+)
+
+periods = Table(
+    "periods",
+    metadata,
+    Column("period", Text, primary_key=True),  # closed periods only; absent means open
+    Column("closed_at", UTCDateTime, nullable=False),
+)
+
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("payout_id", Text, primary_key=True),  # also the gateway's idempotency key
+    Column("owner_id", Text, ForeignKey("owners.id"), nullable=False),
+    Column("period", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("currency", CHAR(3), nullable=False),
+    _money("amount_micros"),
+    Column("destination", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("owner_id", "period", "attempt"),
+    CheckConstraint("amount_micros > 0", name="amount_positive"),
+)
+
+# A payout's state is its newest event: pending -> submitted -> paid | failed. Each state is
+# entered at most once per payout, so a transition can never be recorded twice.
+payout_events = Table(
+    "payout_events",
+    metadata,
+    Column("payout_id", Text, ForeignKey("payouts.payout_id"), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("transfer_id", Text, nullable=True),
+    Column("failure", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("payout_id", "state"),
+    CheckConstraint("state IN ('pending', 'submitted', 'paid', 'failed')", name="state_known"),
+)
+
+# Tables the application only ever INSERTs into; the database refuses UPDATE and DELETE on them
+# (triggers created by migration 0002).
+APPEND_ONLY_TABLES = (
+    "queries",
+    "hits",
+    "accounts",
+    "journal",
+    "postings",
+    "periods",
+    "payouts",
+    "payout_events",
 )
 
 

@@ -1,71 +1,38 @@
-"""Owner statements: hits and earnings for one UTC calendar month, summed in SQL.
+"""Owner statements: what one accounting period earned, and what was paid, from the journal.
 
-A statement line is one (dataset, licence) pair: when a dataset changes licence mid-month, its hits
-under each licence stay on separate lines, each naming the terms that priced them. Datasets without
-hits in the period have no line (a statement lists what was earned, not the catalog).
+Figures come from booked transactions (`journal.period`), not timestamps, so a statement agrees
+with the payout made for the same period. Hits are summed from the hit rows (one per delivered
+passage); reversals from the owner's postings. A statement for an open period is provisional.
+Rendering (CSV, HTML, PDF) lives in `ledger.statement_formats`.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
-import re
-from datetime import UTC, datetime
+from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import DatasetLine, FairshareError, InvalidInput, NotFound, Statement
-from contracts.money import MICROS_PER_UNIT, MINOR_UNITS
-from ledger.schema import datasets, hits, owners
-
-_PERIOD = re.compile(r"(\d{4})-(\d{2})")
-CSV_HEADER = (
-    "owner_id",
-    "period",
-    "currency",
-    "dataset_id",
-    "dataset_name",
-    "licence_id",
-    "hit_count",
-    "gross_micros",
-    "owner_micros",
-    "platform_micros",
+from contracts import (
+    DatasetLine,
+    DayLine,
+    DocumentLine,
+    LicenceTerms,
+    NotFound,
+    Statement,
 )
+from ledger import chain
+from ledger.payouts import committed_payouts, earned, load_payouts
+from ledger.periods import last_closed_period, period_bounds
+from ledger.schema import datasets, documents, hits, journal, licences, owners, payouts, postings
 
-
-def period_bounds(period: str) -> tuple[datetime, datetime]:
-    """[start, end) in UTC of a "YYYY-MM" period; InvalidInput for anything else."""
-    match = _PERIOD.fullmatch(period)
-    if match is None or not 1 <= int(match[2]) <= 12 or int(match[1]) < 1:
-        raise InvalidInput(f"period must be YYYY-MM with a month 01..12, got {period!r}")
-    year, month = int(match[1]), int(match[2])
-    start = datetime(year, month, 1, tzinfo=UTC)
-    if year == 9999 and month == 12:
-        raise InvalidInput(f"period {period} is out of range")
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
+TOP_DOCUMENTS = 20
 
 
 async def build_statement(engine: AsyncEngine, *, owner_id: str, period: str) -> Statement:
     """The owner's statement for `period`; NotFound for an unknown owner."""
     start, end = period_bounds(period)
-    query = (
-        select(
-            hits.c.dataset_id,
-            datasets.c.name,
-            hits.c.licence_id,
-            hits.c.currency,
-            func.count().label("hit_count"),
-            func.sum(hits.c.price_micros).label("gross"),
-            func.sum(hits.c.owner_micros).label("owner"),
-            func.sum(hits.c.platform_micros).label("platform"),
-        )
-        .join_from(hits, datasets, hits.c.dataset_id == datasets.c.id)
-        .where(hits.c.owner_id == owner_id, hits.c.created_at >= start, hits.c.created_at < end)
-        .group_by(hits.c.dataset_id, datasets.c.name, hits.c.licence_id, hits.c.currency)
-    )
     async with engine.connect() as conn:
         owner = (
             await conn.execute(
@@ -74,131 +41,182 @@ async def build_statement(engine: AsyncEngine, *, owner_id: str, period: str) ->
         ).first()
         if owner is None:
             raise NotFound(f"owner {owner_id} does not exist", owner_id=owner_id)
-        rows = (await conn.execute(query)).all()
-    lines: list[DatasetLine] = []
-    for r in rows:
-        if r.currency != owner.currency:
-            # add_dataset forbids this; summing two currencies would silently misstate earnings.
-            raise FairshareError(
-                f"owner {owner_id} has hits in {r.currency} but is paid in {owner.currency}"
-            )
-        # int(): PostgreSQL's SUM(bigint) is NUMERIC (a Decimal), exact but not an int.
-        lines.append(
-            DatasetLine(
-                dataset_id=r.dataset_id,
-                dataset_name=r.name,
-                licence_id=r.licence_id,
-                hit_count=int(r.hit_count),
-                gross_micros=int(r.gross),
-                owner_micros=int(r.owner),
-                platform_micros=int(r.platform),
-            )
+        in_period = (hits.c.owner_id == owner_id, journal.c.period == period)
+        lines = await _dataset_lines(conn, in_period)
+        docs = await _document_lines(conn, in_period)
+        days = await _day_lines(conn, in_period, start.date(), end.date())
+        terms = await _licences({line.licence_id for line in lines}, conn)
+        reversal_count, reversed_owner = await _reversals(conn, owner_id, period)
+        earned_before = await earned(conn, owner_id, journal.c.period < period)
+        paid_before = await committed_payouts(conn, owner_id, before_period=period)
+        attempts = await load_payouts(
+            conn, (payouts.c.owner_id == owner_id) & (payouts.c.period == period)
         )
-    lines.sort(key=lambda x: (-x.gross_micros, x.dataset_id, x.licence_id))
+        last_closed = await last_closed_period(conn)
+    payout = attempts[-1] if attempts else None
+    owner_micros = sum(x.owner_micros for x in lines)
+    net = owner_micros - reversed_owner
+    carried_in = earned_before - paid_before
+    payable = carried_in + net
+    paid_now = payout.amount_micros if payout is not None and payout.state != "failed" else 0
     return Statement(
         owner_id=owner_id,
         owner_name=owner.name,
         period=period,
         currency=owner.currency,
+        closed=last_closed is not None and period <= last_closed,
         hit_count=sum(x.hit_count for x in lines),
         gross_micros=sum(x.gross_micros for x in lines),
-        owner_micros=sum(x.owner_micros for x in lines),
+        owner_micros=owner_micros,
         platform_micros=sum(x.platform_micros for x in lines),
+        reversal_count=reversal_count,
+        reversed_owner_micros=reversed_owner,
+        net_owner_micros=net,
+        carried_in_micros=carried_in,
+        payable_micros=payable,
+        payout_micros=paid_now,
+        carried_forward_micros=payable - paid_now,
+        payout=payout,
         datasets=lines,
+        documents=docs,
+        days=days,
+        licences=terms,
     )
 
 
-def format_units(micros: int, currency: str) -> str:
-    """Exact decimal amount from micros, no floats: at least the currency's minor-unit digits,
-    more only when sub-minor micros are present (1_333_000 USD -> "1.333", 1_000_000 -> "1.00")."""
-    sign = "-" if micros < 0 else ""
-    units, frac = divmod(abs(micros), MICROS_PER_UNIT)
-    digits = f"{frac:06d}".rstrip("0")
-    digits = digits.ljust(MINOR_UNITS.get(currency, 2), "0")
-    return f"{sign}{units:,}" + (f".{digits}" if digits else "")
+def _hits_in(*where: ColumnElement[bool]) -> Any:
+    return select().select_from(hits.join(journal, hits.c.seq == journal.c.seq)).where(*where)
 
 
-def statement_csv(s: Statement) -> str:
-    """One row per statement line plus a TOTAL row; amounts in integer micros."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
-    for line in s.datasets:
-        writer.writerow(
-            [
-                s.owner_id,
-                s.period,
-                s.currency,
-                line.dataset_id,
-                line.dataset_name,
-                line.licence_id,
-                line.hit_count,
-                line.gross_micros,
-                line.owner_micros,
-                line.platform_micros,
-            ]
+async def _dataset_lines(
+    conn: AsyncConnection, where: tuple[ColumnElement[bool], ...]
+) -> list[DatasetLine]:
+    query = (
+        _hits_in(*where)
+        .add_columns(
+            hits.c.dataset_id,
+            func.coalesce(func.max(datasets.c.name), hits.c.dataset_id).label("name"),
+            hits.c.licence_id,
+            func.count().label("n"),
+            func.sum(hits.c.price_micros).label("gross"),
+            func.sum(hits.c.owner_micros).label("owner"),
+            func.sum(hits.c.platform_micros).label("platform"),
         )
-    writer.writerow(
-        [
-            s.owner_id,
-            s.period,
-            s.currency,
-            "TOTAL",
-            "",
-            "",
-            s.hit_count,
-            s.gross_micros,
-            s.owner_micros,
-            s.platform_micros,
-        ]
+        .outerjoin(datasets, datasets.c.id == hits.c.dataset_id)
+        .group_by(hits.c.dataset_id, hits.c.licence_id)
     )
-    return out.getvalue()
+    # int(): PostgreSQL's SUM(bigint) is NUMERIC (a Decimal), exact but not an int.
+    lines = [
+        DatasetLine(
+            dataset_id=r.dataset_id,
+            dataset_name=r.name,
+            licence_id=r.licence_id,
+            hit_count=int(r.n),
+            gross_micros=int(r.gross),
+            owner_micros=int(r.owner),
+            platform_micros=int(r.platform),
+        )
+        for r in await conn.execute(query)
+    ]
+    return sorted(lines, key=lambda x: (-x.gross_micros, x.dataset_id, x.licence_id))
 
 
-def statement_html(s: Statement) -> str:
-    """A self-contained HTML page (no external assets) for people to read or print."""
-    e = html.escape
-
-    def money(micros: int) -> str:
-        return f"{e(format_units(micros, s.currency))}<br><small>{micros:,} µ</small>"
-
-    rows = "\n".join(
-        f"<tr><td>{e(x.dataset_name)}<br><small>{e(x.dataset_id)}</small></td>"
-        f"<td>{e(x.licence_id)}</td><td class=n>{x.hit_count:,}</td>"
-        f"<td class=n>{money(x.gross_micros)}</td><td class=n>{money(x.owner_micros)}</td>"
-        f"<td class=n>{money(x.platform_micros)}</td></tr>"
-        for x in s.datasets
+async def _document_lines(
+    conn: AsyncConnection, where: tuple[ColumnElement[bool], ...]
+) -> list[DocumentLine]:
+    gross = func.sum(hits.c.price_micros)
+    query = (
+        _hits_in(*where)
+        .add_columns(
+            hits.c.dataset_id,
+            hits.c.document_id,
+            func.coalesce(func.max(documents.c.title), "").label("title"),
+            func.count().label("n"),
+            gross.label("gross"),
+            func.sum(hits.c.owner_micros).label("owner"),
+        )
+        .outerjoin(
+            documents,
+            (documents.c.dataset_id == hits.c.dataset_id) & (documents.c.id == hits.c.document_id),
+        )
+        .group_by(hits.c.dataset_id, hits.c.document_id)
+        .order_by(gross.desc(), func.count().desc(), hits.c.dataset_id, hits.c.document_id)
+        .limit(TOP_DOCUMENTS)
     )
-    if not s.datasets:
-        rows = "<tr><td colspan=6>No hits in this period.</td></tr>"
-    title = f"Statement {e(s.period)} — {e(s.owner_name)}"
-    return f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: .4rem .8rem; text-align: left; }}
-.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-tfoot td {{ font-weight: bold; }}
-</style>
-</head>
-<body>
-<h1>{title}</h1>
-<p>Owner <code>{e(s.owner_id)}</code>. Period {e(s.period)} (UTC). Amounts in {e(s.currency)};
-exact integer micros (µ, millionths of a unit) below each amount.</p>
-<table>
-<thead><tr><th>Dataset</th><th>Licence</th><th class=n>Hits</th><th class=n>Gross</th>
-<th class=n>Owner share</th><th class=n>Platform</th></tr></thead>
-<tbody>
-{rows}
-</tbody>
-<tfoot><tr><td>TOTAL</td><td></td><td class=n>{s.hit_count:,}</td>
-<td class=n>{money(s.gross_micros)}</td><td class=n>{money(s.owner_micros)}</td>
-<td class=n>{money(s.platform_micros)}</td></tr></tfoot>
-</table>
-</body>
-</html>
-"""
+    return [
+        DocumentLine(
+            dataset_id=r.dataset_id,
+            document_id=r.document_id,
+            title=r.title,
+            hit_count=int(r.n),
+            gross_micros=int(r.gross),
+            owner_micros=int(r.owner),
+        )
+        for r in await conn.execute(query)
+    ]
+
+
+async def _day_lines(
+    conn: AsyncConnection, where: tuple[ColumnElement[bool], ...], start: date, end: date
+) -> list[DayLine]:
+    """Every day of the period, zeros included, plus any day outside it that holds hits booked
+    here (a hit served on the last evening of a month closed before it was recorded)."""
+    if conn.dialect.name == "postgresql":
+        day = func.to_char(func.timezone("UTC", hits.c.created_at), "YYYY-MM-DD")
+    else:
+        day = func.substr(hits.c.created_at, 1, 10)  # stored as "YYYY-MM-DD HH:MM:SS" in UTC
+    query = (
+        _hits_in(*where)
+        .add_columns(
+            day.label("day"),
+            func.count().label("n"),
+            func.sum(hits.c.price_micros).label("gross"),
+            func.sum(hits.c.owner_micros).label("owner"),
+        )
+        .group_by(day)
+    )
+    found = {r.day: r for r in await conn.execute(query)}
+    every = {(start + timedelta(days=n)).isoformat() for n in range((end - start).days)}
+    return [
+        DayLine(
+            day=d,
+            hit_count=int(found[d].n) if d in found else 0,
+            gross_micros=int(found[d].gross) if d in found else 0,
+            owner_micros=int(found[d].owner) if d in found else 0,
+        )
+        for d in sorted(every | set(found))
+    ]
+
+
+async def _licences(ids: set[str], conn: AsyncConnection) -> list[LicenceTerms]:
+    if not ids:
+        return []
+    rows = await conn.execute(select(licences).where(licences.c.id.in_(sorted(ids))))
+    return [
+        LicenceTerms(
+            licence_id=r.id,
+            name=r.name,
+            currency=r.currency,
+            price_per_hit_micros=r.price_per_hit_micros,
+            owner_share_bps=r.owner_share_bps,
+            snippet_cap_chars=r.snippet_cap_chars,
+            attribution=r.attribution,
+        )
+        for r in sorted(rows, key=lambda r: r.id)
+    ]
+
+
+async def _reversals(conn: AsyncConnection, owner_id: str, period: str) -> tuple[int, int]:
+    """(count, owner micros taken back) of reversals booked in the period."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.coalesce(func.sum(postings.c.amount_micros), 0))
+            .join_from(postings, journal, postings.c.seq == journal.c.seq)
+            .where(
+                postings.c.account_id == chain.owner_account(owner_id),
+                journal.c.kind == chain.KIND_REVERSAL,
+                journal.c.period == period,
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])

@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from ledger.keys import Principal
 from service.auth import authenticate
 from service.problems import EXCEPTION_HANDLERS
-from service.routes import admin, catalog, health, owners, search
+from service.routes import admin, catalog, health, ledger, owners, search
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings, load_settings
 
@@ -48,6 +48,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             catalog.list_datasets,
             catalog.get_chunk,
             owners.owner_statement,
+            ledger.receipt_keys,
+            ledger.get_receipt,
+            ledger.create_reversal,
+            ledger.close,
+            ledger.owner_payouts,
             admin.add_owner,
             admin.list_owners,
             admin.add_dataset,

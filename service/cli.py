@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from contracts import FairshareError, InvalidInput, Owner, SearchRequest
-from ledger.statements import build_statement, statement_csv, statement_html
+from service import cli_ledger
 from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
 from service.runtime import open_runtime
 from service.searching import run_search
@@ -91,8 +91,17 @@ async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 async def cmd_owners(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings, with_reranker=False) as runtime:
         if args.action == "add":
-            owner = Owner(id=args.id, name=args.name, email=args.email, currency=args.currency)
+            owner = Owner(
+                id=args.id,
+                name=args.name,
+                email=args.email,
+                currency=args.currency,
+                stripe_account=args.stripe_account,
+            )
             _print_json(await runtime.catalog.add_owner(owner))
+        elif args.action == "payout-account":
+            account = None if args.account == "none" else args.account
+            _print_json(await runtime.catalog.set_payout_account(args.id, account))
         else:
             _print_json(await runtime.catalog.list_owners())
     return 0
@@ -111,18 +120,6 @@ async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
             _print_json(dataset)
         else:
             _print_json(await runtime.catalog.list_datasets())
-    return 0
-
-
-async def cmd_statements(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_runtime(settings, with_reranker=False) as runtime:
-        statement = await build_statement(runtime.engine, owner_id=args.owner, period=args.period)
-    if args.format == "csv":
-        sys.stdout.write(statement_csv(statement))
-    elif args.format == "html":
-        sys.stdout.write(statement_html(statement))
-    else:
-        _print_json(statement)
     return 0
 
 
@@ -228,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--name", required=True)
     o.add_argument("--email", default="")
     o.add_argument("--currency", default="USD")
+    o.add_argument("--stripe-account", help="Stripe Connect account (acct_...) paid out to")
+    o = owners.add_parser("payout-account", help="set the Stripe account payouts go to")
+    o.add_argument("id")
+    o.add_argument("account", help="acct_..., or none to hold payouts")
     owners.add_parser("list")
 
     p = sub.add_parser("datasets", help="licensed datasets")
@@ -239,11 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--name")
     d.add_argument("--description", default="")
     datasets.add_parser("list")
-
-    p = sub.add_parser("statements", help="an owner's statement for a month")
-    p.add_argument("--owner", required=True)
-    p.add_argument("--period", required=True, help="YYYY-MM (UTC)")
-    p.add_argument("--format", choices=["json", "csv", "html"], default="json")
 
     p = sub.add_parser("eval", help="score the search stages on a BEIR-format collection")
     p.add_argument("--data", required=True, help="folder with corpus.jsonl, queries.jsonl, qrels/")
@@ -257,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="load the demo catalog and print demo keys and curl lines")
     p.add_argument("--catalog", default=str(DEMO_DIR))
     p.add_argument("--serve", action="store_true", help="then serve the API")
+
+    cli_ledger.add_parsers(sub)
     return parser
 
 
@@ -266,9 +264,9 @@ COMMANDS: dict[str, Command] = {
     "keys": cmd_keys,
     "owners": cmd_owners,
     "datasets": cmd_datasets,
-    "statements": cmd_statements,
     "eval": cmd_eval,
     "demo": cmd_demo,
+    **cli_ledger.COMMANDS,
 }
 
 

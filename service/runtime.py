@@ -19,6 +19,8 @@ from ledger.catalog import CatalogStore
 from ledger.db import make_engine, migrate
 from ledger.hits import HitLedger
 from ledger.keys import KeyStore
+from ledger.payouts import Payouts, StepHook
+from ledger.receipts import ReceiptSigner
 from ranking.embedder import Embedder, SentenceEmbedder
 from ranking.faiss_index import FaissIndex
 from ranking.lexical import BM25Index
@@ -65,6 +67,7 @@ class Runtime:
     qdrant: QdrantIndex | None
     reranker: RerankerStatus
     pipeline: SearchPipeline
+    receipts: ReceiptSigner
     _snapshot: CatalogSnapshot | None = None
     _snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -89,6 +92,9 @@ class Runtime:
             **options,
         )
 
+    def payouts(self) -> Payouts:
+        return payouts_for(self.engine, self.settings)
+
     async def snapshot(self) -> CatalogSnapshot:
         state = await self.catalog.serving_state()
         current = self._snapshot
@@ -99,6 +105,30 @@ class Runtime:
             owners = {o.id: o for o in await self.catalog.list_owners()}
             self._snapshot = CatalogSnapshot(state, datasets, owners)
             return self._snapshot
+
+
+def payouts_for(
+    engine: AsyncEngine, settings: Settings, *, on_step: StepHook | None = None
+) -> Payouts:
+    """Payouts through Stripe when FAIRSHARE_STRIPE_API_KEY is set (else runs refuse)."""
+    gateway = None
+    if settings.stripe_api_key:
+        from ledger.stripe_gateway import StripeGateway  # the SDK loads only when paying
+
+        gateway = StripeGateway(settings.stripe_api_key, api_base=settings.stripe_api_base or None)
+    return Payouts(engine, gateway, minimum_micros=settings.payout_minimum_micros, on_step=on_step)
+
+
+@asynccontextmanager
+async def open_ledger(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Just the migrated database, for ledger commands that need no models or indexes."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        await migrate(engine)
+        yield engine
+    finally:
+        await engine.dispose()
 
 
 def _open_qdrant_index(settings: Settings, dim: int) -> QdrantIndex:
@@ -123,6 +153,7 @@ async def open_runtime(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     qdrant: QdrantIndex | None = None
+    hits = HitLedger(engine)
     try:
         await migrate(engine)
         embedder = await asyncio.to_thread(shared_embedder, settings.embedder_model)
@@ -159,15 +190,19 @@ async def open_runtime(
             engine=engine,
             catalog=CatalogStore(engine),
             keys=KeyStore(engine),
-            hits=HitLedger(engine),
+            hits=hits,
             embedder=embedder,
             faiss=faiss,
             lexical=lexical,
             qdrant=qdrant,
             reranker=reranker,
             pipeline=pipeline,
+            receipts=await asyncio.to_thread(
+                ReceiptSigner.load_or_create, settings.receipt_key_path
+            ),
         )
     finally:
+        await hits.aclose()  # commit what is queued before the engine goes
         if qdrant is not None:
             qdrant.close()
         await engine.dispose()

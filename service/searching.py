@@ -22,6 +22,8 @@ from contracts import (
     Hit,
     InvalidInput,
     Owner,
+    ReceiptClaims,
+    ReceiptLine,
     SearchRequest,
     SearchResponse,
     SearchResult,
@@ -113,6 +115,20 @@ def cite(
     )
 
 
+def receipt_line(hit: Hit) -> ReceiptLine:
+    return ReceiptLine(
+        rank=hit.rank,
+        chunk_id=hit.chunk_id,
+        document_id=hit.document_id,
+        dataset_id=hit.dataset_id,
+        owner_id=hit.owner_id,
+        licence_id=hit.licence_id,
+        price_micros=hit.price_micros,
+        owner_micros=hit.owner_micros,
+        platform_micros=hit.platform_micros,
+    )
+
+
 async def run_search(
     runtime: Runtime,
     principal: Principal,
@@ -198,6 +214,16 @@ async def run_search(
             )
         )
     cost = sum(h.price_micros for h in hits)
+    receipt = runtime.receipts.sign(
+        ReceiptClaims(
+            query_id=query_id,
+            customer_id=principal.customer_id,
+            issued_at=now,
+            currency=principal.currency,
+            cost_micros=cost,
+            hits=[receipt_line(h) for h in hits],
+        )
+    )
     response = SearchResponse(
         query_id=query_id,
         results=results,
@@ -210,6 +236,7 @@ async def run_search(
             rerank=round(ranking.rerank_ms, 3),
             total=round((time.perf_counter() - started) * 1000, 3),
         ),
+        receipt=receipt,
     )
     return await runtime.hits.record(
         query_id=query_id,

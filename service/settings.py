@@ -62,6 +62,23 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "candidate_depth", "100", "Candidates taken from each of the dense and BM25 retrievers."
     ),
+    Setting(
+        "receipt_key_file",
+        "",
+        "Ed25519 private key (PEM) that signs search receipts; empty means "
+        "<data dir>/receipt-signing-key.pem, created on first start. Share it across replicas.",
+    ),
+    Setting("stripe_api_key", "", "Stripe secret key for owner payouts (Connect transfers)."),
+    Setting(
+        "stripe_api_base",
+        "",
+        "Stripe API base URL; empty means Stripe's own. Tests point it at a fake.",
+    ),
+    Setting(
+        "payout_minimum_micros",
+        "10000000",
+        "Smallest payout, in micros of the owner's currency; less is carried forward.",
+    ),
     Setting("host", "127.0.0.1", "Address `fairshare serve` binds."),
     Setting("port", "8000", "Port `fairshare serve` listens on."),
 )
@@ -80,6 +97,10 @@ class Settings:
     reranker_backend: str
     rerank_depth: int
     candidate_depth: int
+    receipt_key_file: str
+    stripe_api_key: str
+    stripe_api_base: str
+    payout_minimum_micros: int
     host: str
     port: int
 
@@ -88,6 +109,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'fairshare.db').resolve()}"
+
+    @property
+    def receipt_key_path(self) -> Path:
+        return Path(self.receipt_key_file or self.data_dir / "receipt-signing-key.pem")
 
     @property
     def embedder_language_set(self) -> frozenset[str] | None:
@@ -142,6 +167,8 @@ def _build(raw: dict[str, str]) -> Settings:
         raise InvalidInput(
             f"FAIRSHARE_RERANKER_BACKEND must be one of {', '.join(RERANKER_BACKENDS)}"
         )
+    if values["payout_minimum_micros"] < 0:
+        raise InvalidInput("FAIRSHARE_PAYOUT_MINIMUM_MICROS must be >= 0")
     if not 1 <= values["port"] <= 65535:
         raise InvalidInput("FAIRSHARE_PORT must be within 1..65535")
     return Settings(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 
 from litestar import Response, get
@@ -9,18 +10,22 @@ from litestar.params import Parameter
 
 from contracts import Statement
 from ledger.keys import Principal
-from ledger.statements import build_statement, statement_csv, statement_html
+from ledger.statement_formats import statement_csv, statement_html, statement_pdf
+from ledger.statements import build_statement
 from service.auth import require_owner_access
 from service.runtime import Runtime
 
 
-@get("/v1/owners/{owner_id:str}/statement", summary="An owner's hits and earnings for a month")
+@get(
+    "/v1/owners/{owner_id:str}/statement",
+    summary="An owner's hits, earnings and payout for an accounting month",
+)
 async def owner_statement(
     owner_id: str,
     runtime: Runtime,
     principal: Principal,
     period: Annotated[str, Parameter(description="Calendar month in UTC, YYYY-MM")],
-    format: Annotated[Literal["json", "csv", "html"], Parameter(query="format")] = "json",
+    format: Annotated[Literal["json", "csv", "html", "pdf"], Parameter(query="format")] = "json",
 ) -> Response[Statement]:
     require_owner_access(principal, owner_id)
     statement = await build_statement(runtime.engine, owner_id=owner_id, period=period)
@@ -28,4 +33,7 @@ async def owner_statement(
         return Response(content=statement_csv(statement), media_type="text/csv")  # type: ignore[arg-type]
     if format == "html":
         return Response(content=statement_html(statement), media_type="text/html")  # type: ignore[arg-type]
+    if format == "pdf":
+        pdf = await asyncio.to_thread(statement_pdf, statement)  # matplotlib + reportlab: ~0.1 s
+        return Response(content=pdf, media_type="application/pdf")  # type: ignore[arg-type]
     return Response(content=statement)

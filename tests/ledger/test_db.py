@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.db import make_engine, migrate, sqlite_url
+from ledger.db import alembic_config, make_engine, migrate, sqlite_url
 from ledger.schema import metadata, owners
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +48,7 @@ async def test_migrate_is_repeatable_and_keeps_data(engine: AsyncEngine) -> None
     async with engine.connect() as conn:
         assert (await conn.execute(select(owners.c.id))).scalars().all() == ["o"]
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-    assert version == [("0001",)]
+    assert version == [(ScriptDirectory.from_config(alembic_config()).get_current_head(),)]
 
 
 def test_sqlite_url_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +102,7 @@ async def test_naive_datetimes_are_refused(engine: AsyncEngine) -> None:
 _MIGRATE = """
 import asyncio, sys
 from pathlib import Path
-from ledger.db import make_engine, migrate, sqlite_url
+from ledger.db import alembic_config, make_engine, migrate, sqlite_url
 async def main():
     engine = make_engine(sqlite_url(Path(sys.argv[1])))
     await migrate(engine)

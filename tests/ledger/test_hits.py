@@ -84,11 +84,18 @@ async def test_query_with_no_hits_is_recorded_for_replay(ledger: HitLedger) -> N
 async def test_concurrent_retries_record_exactly_once(
     ledger: HitLedger, engine: AsyncEngine
 ) -> None:
+    # Four ledgers, as four API processes would have, each with its own group-commit writer.
+    writers = [ledger, *(HitLedger(engine) for _ in range(3))]
+
     async def attempt(n: int) -> bytes:
         query_id = f"q{n}"
         batch = [hit(query_id, rank, price=1_333, share_bps=7_500) for rank in range(1, 6)]
         return await record(
-            ledger, query_id, batch, idempotency_key="same-key", response=f"resp {n}".encode()
+            writers[n % 4],
+            query_id,
+            batch,
+            idempotency_key="same-key",
+            response=f"resp {n}".encode(),
         )
 
     results = await asyncio.gather(*(attempt(n) for n in range(8)))
@@ -99,6 +106,33 @@ async def test_concurrent_retries_record_exactly_once(
     assert len(await ledger.hits_for_query(f"q{winner}")) == 5
     # The pool really used separate connections, so the race went through the database.
     assert engine.pool.checkedin() > 1  # type: ignore[attr-defined]
+
+
+async def test_concurrent_records_share_group_commits(
+    ledger: HitLedger, engine: AsyncEngine
+) -> None:
+    async def one(n: int) -> bytes:
+        return await record(ledger, f"q{n}", [hit(f"q{n}", 1), hit(f"q{n}", 2)])
+
+    answers = await asyncio.gather(*(one(n) for n in range(8)))
+    assert answers == [f"response q{n}".encode() for n in range(8)]
+    assert await ledger.count_hits() == 16
+    assert ledger.batches_written < 8  # eight requests, fewer transactions
+
+
+async def test_one_bad_record_does_not_sink_its_batch(ledger: HitLedger) -> None:
+    await record(ledger, "taken", [hit("taken", 1)])
+
+    async def one(query_id: str) -> bytes | Exception:
+        try:
+            return await record(ledger, query_id, [hit(query_id, 1)])
+        except ConflictError as exc:
+            return exc
+
+    results = await asyncio.gather(*(one(q) for q in ("a", "taken", "b")))
+    assert results[0] == b"response a" and results[2] == b"response b"
+    assert isinstance(results[1], ConflictError)
+    assert await ledger.count_hits() == 3
 
 
 def _bad(**changes: object) -> list[object]:
@@ -138,7 +172,8 @@ async def test_database_rejects_a_split_that_does_not_add_up(
     ledger: HitLedger, engine: AsyncEngine
 ) -> None:
     await record(ledger, "q1", [hit("q1", 1)])
-    row = msgspec.structs.asdict(hit("q1", 2)) | {"owner_micros": 1_401}
+    # seq 1 exists; CHECK constraints fire before the unique index on both databases.
+    row = msgspec.structs.asdict(hit("q1", 2)) | {"owner_micros": 1_401, "seq": 1}
     with pytest.raises(IntegrityError, match="ck_hits_split_sums"):
         async with engine.begin() as conn:
             await conn.execute(insert(hit_table), row)
@@ -146,6 +181,7 @@ async def test_database_rejects_a_split_that_does_not_add_up(
         "price_micros": -10,
         "owner_micros": -5,
         "platform_micros": -5,
+        "seq": 1,
     }
     with pytest.raises(IntegrityError, match="ck_hits_nonnegative"):
         async with engine.begin() as conn:

@@ -1,23 +1,18 @@
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
+
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import DatasetLine, Hit, InvalidInput, NotFound, Statement
+from contracts import ConflictError, Hit, InvalidInput, NotFound
 from ledger.catalog import CatalogStore
 from ledger.hits import HitLedger
-from ledger.statements import (
-    build_statement,
-    format_units,
-    period_bounds,
-    statement_csv,
-    statement_html,
-)
+from ledger.periods import close_period, period_bounds
+from ledger.reversals import reverse_query
+from ledger.statements import build_statement
 from tests.ledger.support import hit, licence, owner, record, seed_dataset
 
 JAN = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
@@ -131,9 +126,9 @@ async def test_month_without_hits_is_an_empty_statement(
 ) -> None:
     await seed_dataset(catalog)
     s = await build_statement(engine, owner_id="acme", period="2026-03")
-    assert (s.hit_count, s.gross_micros, s.datasets) == (0, 0, [])
-    assert "No hits in this period" in statement_html(s)
-    assert statement_csv(s).splitlines()[-1].split(",")[3:] == ["TOTAL", "", "", "0", "0", "0", "0"]
+    assert (s.hit_count, s.gross_micros, s.datasets, s.documents, s.licences) == (0, 0, [], [], [])
+    assert [d.day for d in s.days][:2] == ["2026-03-01", "2026-03-02"] and len(s.days) == 31
+    assert not s.closed and s.payout is None and s.payable_micros == 0
 
 
 async def test_unknown_owner_is_not_found(engine: AsyncEngine) -> None:
@@ -152,87 +147,90 @@ async def test_bad_periods_are_invalid_input(
         await build_statement(engine, owner_id="acme", period=period)
 
 
-async def test_csv_rows_and_total(
+async def test_breakdowns_by_document_and_day_add_up(
     engine: AsyncEngine, catalog: CatalogStore, ledger: HitLedger
 ) -> None:
-    await _month_of_hits(catalog, ledger)
+    written = await _month_of_hits(catalog, ledger)
     s = await build_statement(engine, owner_id="acme", period="2026-01")
-    rows = list(csv.DictReader(io.StringIO(statement_csv(s))))
-    assert list(rows[0]) == [
-        "owner_id",
-        "period",
-        "currency",
-        "dataset_id",
-        "dataset_name",
-        "licence_id",
-        "hit_count",
-        "gross_micros",
-        "owner_micros",
-        "platform_micros",
-    ]
-    body, total = rows[:-1], rows[-1]
-    assert [(r["dataset_id"], r["licence_id"]) for r in body] == [
-        (x.dataset_id, x.licence_id) for x in s.datasets
-    ]
-    assert total["dataset_id"] == "TOTAL"
-    for column in ("hit_count", "gross_micros", "owner_micros", "platform_micros"):
-        assert int(total[column]) == sum(int(r[column]) for r in body) == getattr(s, column)
-    assert {r["owner_id"] for r in rows} == {"acme"} and {r["currency"] for r in rows} == {"USD"}
-
-
-def _statement(name: str = "<Acme & Sons>") -> Statement:
-    line = DatasetLine(
-        dataset_id="guides",
-        dataset_name="<script>alert(1)</script>",
-        licence_id="std-v1",
-        hit_count=3,
-        gross_micros=3_999,
-        owner_micros=3_000,
-        platform_micros=999,
+    assert len(s.days) == 31 and s.days[0].day == "2026-01-01" and s.days[-1].day == "2026-01-31"
+    assert sum(d.hit_count for d in s.days) == s.hit_count
+    assert sum(d.gross_micros for d in s.days) == s.gross_micros
+    assert sum(d.owner_micros for d in s.days) == s.owner_micros
+    jan_20 = [h for h in written if h.owner_id == "acme" and h.created_at == JAN.replace(day=20)]
+    assert next(d for d in s.days if d.day == "2026-01-20").gross_micros == sum(
+        h.price_micros for h in jan_20
     )
-    return Statement(
-        owner_id="acme",
-        owner_name=name,
-        period="2026-01",
-        currency="USD",
-        hit_count=3,
-        gross_micros=3_999,
-        owner_micros=3_000,
-        platform_micros=999,
-        datasets=[line],
+    # Every hit of the fixture cites document "doc" of its dataset: one line per dataset.
+    assert [(d.dataset_id, d.document_id) for d in s.documents] == [
+        ("guides", "doc"),
+        ("cases", "doc"),
+    ]
+    assert sum(d.gross_micros for d in s.documents) == s.gross_micros
+    assert [t.licence_id for t in s.licences] == ["cases-v1", "std-v1"]  # std-v2 never registered
+    assert s.licences[1].price_per_hit_micros == 1_333 and s.licences[1].owner_share_bps == 7_500
+
+
+async def test_top_twenty_documents_by_gross(
+    engine: AsyncEngine, catalog: CatalogStore, ledger: HitLedger
+) -> None:
+    await seed_dataset(catalog)
+    for n in range(25):
+        batch = [
+            msgspec.structs.replace(hit(f"q{n}", r), document_id=f"d{n:02d}", chunk_id=f"c{n}-{r}")
+            for r in range(1, n + 2)
+        ]
+        await record(ledger, f"q{n}", batch)
+    s = await build_statement(engine, owner_id="acme", period="2026-01")
+    assert len(s.documents) == 20
+    assert [d.document_id for d in s.documents] == [f"d{n:02d}" for n in range(24, 4, -1)]
+    assert s.documents[0].hit_count == 25
+
+
+async def test_close_moves_later_hits_to_the_next_period(
+    engine: AsyncEngine, catalog: CatalogStore, ledger: HitLedger
+) -> None:
+    await seed_dataset(catalog)
+    await record(ledger, "early", [hit("early", 1, at=JAN)])
+    assert await close_period(engine, "2026-01", now=JAN.replace(month=2)) is True
+    assert await close_period(engine, "2026-01", now=JAN.replace(month=2)) is False  # idempotent
+    late = JAN.replace(day=31, hour=23)  # served in January, recorded after the close
+    await record(ledger, "late", [hit("late", 1, at=late)])
+    jan = await build_statement(engine, owner_id="acme", period="2026-01")
+    feb = await build_statement(engine, owner_id="acme", period="2026-02")
+    assert (jan.closed, jan.hit_count) == (True, 1)
+    assert (feb.closed, feb.hit_count) == (False, 1)
+    # The late hit keeps its real day in February's day list.
+    assert [d.day for d in feb.days if d.hit_count] == ["2026-01-31"]
+    assert feb.carried_in_micros == jan.payable_micros == jan.owner_micros
+
+
+async def test_reversal_is_booked_in_the_open_period_and_nets_the_payable(
+    engine: AsyncEngine, catalog: CatalogStore, ledger: HitLedger
+) -> None:
+    await seed_dataset(catalog)
+    await record(ledger, "q1", [hit("q1", 1, price=2_000), hit("q1", 2, price=2_000)])
+    await close_period(engine, "2026-01", now=JAN.replace(month=2))
+    reversal = await reverse_query(
+        engine, "q1", rank=2, reason="bad_result", now=JAN.replace(month=2)
     )
+    assert reversal.refunded_micros == 2_000 and reversal.hits[0].period == "2026-02"
+    jan = await build_statement(engine, owner_id="acme", period="2026-01")
+    feb = await build_statement(engine, owner_id="acme", period="2026-02")
+    assert (jan.hit_count, jan.reversal_count, jan.net_owner_micros) == (2, 0, 2 * 1_400)
+    assert (feb.hit_count, feb.reversal_count, feb.reversed_owner_micros) == (0, 1, 1_400)
+    assert feb.net_owner_micros == -1_400
+    assert feb.payable_micros == feb.carried_forward_micros == 1_400
 
 
-def test_html_escapes_names_and_shows_exact_totals() -> None:
-    page = statement_html(_statement())
-    assert page.startswith("<!doctype html>") and "<table>" in page
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "&lt;Acme &amp; Sons&gt;" in page
-    assert "0.003999" in page and "3,999 µ" in page  # gross in units and micros
-    assert "0.003" in page and "0.000999" in page
-    assert "http" not in page  # self-contained: no external assets
-
-
-def test_csv_does_not_break_on_commas_in_names() -> None:
-    s = _statement()
-    line = msgspec.structs.replace(s.datasets[0], dataset_name='Guides, "annotated"')
-    odd = msgspec.structs.replace(s, datasets=[line])
-    rows = list(csv.DictReader(io.StringIO(statement_csv(odd))))
-    assert rows[0]["dataset_name"] == 'Guides, "annotated"' and rows[0]["gross_micros"] == "3999"
-
-
-@pytest.mark.parametrize(
-    ("micros", "currency", "shown"),
-    [
-        (0, "USD", "0.00"),
-        (1_000_000, "USD", "1.00"),
-        (1_333_000, "USD", "1.333"),
-        (1_234_567_891, "USD", "1,234.567891"),
-        (1, "EUR", "0.000001"),
-        (5_000_000, "JPY", "5"),
-        (1_500_000, "KWD", "1.500"),
-        (-2_500_000, "USD", "-2.50"),
-    ],
-)
-def test_amounts_format_exactly(micros: int, currency: str, shown: str) -> None:
-    assert format_units(micros, currency) == shown
+async def test_periods_close_in_order(
+    engine: AsyncEngine, catalog: CatalogStore, ledger: HitLedger
+) -> None:
+    await seed_dataset(catalog)
+    await record(ledger, "q1", [hit("q1", 1, at=JAN)])
+    with pytest.raises(ConflictError, match="2026-01 has entries and is still open"):
+        await close_period(engine, "2026-02", now=JAN.replace(month=3))
+    with pytest.raises(InvalidInput, match="has not started"):
+        await close_period(engine, "2026-05", now=JAN.replace(month=3))
+    assert await close_period(engine, "2026-01", now=JAN.replace(month=3))
+    assert await close_period(engine, "2026-02", now=JAN.replace(month=3))
+    assert (await build_statement(engine, owner_id="acme", period="2025-11")).closed

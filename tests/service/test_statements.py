@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from pypdf import PdfReader
 
+from ledger.statement_formats import format_units
 from service.cli import main
 from tests.service.conftest import Keys
 from tests.service.test_search_api import search
@@ -81,12 +83,19 @@ async def test_statement_csv_and_html_over_http(client: httpx.AsyncClient, keys:
     as_csv = await client.get(base + "&format=csv", headers=keys.auth(keys.owner))
     assert as_csv.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(as_csv.text)))
-    total = [r for r in rows if r["dataset_id"] == "TOTAL"]
-    assert total and int(total[0]["gross_micros"]) == as_json["gross_micros"]
-    assert int(total[0]["hit_count"]) == as_json["hit_count"]
+    summary = {r["key"]: r["value"] for r in rows if r["section"] == "summary"}
+    assert int(summary["gross"]) == as_json["gross_micros"] > 0
+    assert int(summary["hit_count"]) == as_json["hit_count"]
+    datasets = [r for r in rows if r["section"] == "dataset"]
+    assert sum(int(r["gross_micros"]) for r in datasets) == as_json["gross_micros"]
     html = await client.get(base + "&format=html", headers=keys.auth(keys.owner))
     assert html.headers["content-type"].startswith("text/html")
-    assert str(as_json["hit_count"]) in html.text
+    assert "<svg" in html.text and str(as_json["hit_count"]) in html.text
+    pdf = await client.get(base + "&format=pdf", headers=keys.auth(keys.owner))
+    assert pdf.headers["content-type"] == "application/pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert format_units(as_json["gross_micros"], as_json["currency"]) in text
+    assert as_json["owner_name"] in text
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "html"])
@@ -101,7 +110,7 @@ def test_cli_statement_formats(
         assert body["owner_id"] == keys.owner_id and body["hit_count"] > 0
         assert body["gross_micros"] == sum(d["gross_micros"] for d in body["datasets"])
     elif fmt == "csv":
-        assert out.splitlines()[0].startswith("owner_id,period,currency")
+        assert out.splitlines()[0].startswith("owner_id,period,currency,section")
     else:
         assert out.lstrip().lower().startswith("<!doctype html")
 
