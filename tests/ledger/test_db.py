@@ -146,3 +146,48 @@ async def test_concurrent_migrations_on_one_new_postgres_database(
     finally:
         for e in engines:
             await e.dispose()
+
+
+async def test_upgrade_from_0001_books_existing_hits_into_the_journal(
+    engine: AsyncEngine,
+) -> None:
+    """A database with hits from before double entry comes out chained and verifiable."""
+    from alembic import command
+
+    from ledger.verify import verify
+
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0001"))
+        at = datetime(2026, 3, 4, 5, 6, 7, 891_011, tzinfo=UTC)
+        await conn.execute(
+            text(
+                "INSERT INTO queries (query_id, customer_id, request_hash, response, "
+                "cost_micros, currency, created_at) VALUES ('q1', 'c1', 'h', :r, 3000, 'USD', :at)"
+            ),
+            {"r": b"{}", "at": at},
+        )
+        for rank, price, owner_share in ((1, 1_000, 700), (2, 2_000, 1_400)):
+            await conn.execute(
+                text(
+                    "INSERT INTO hits (query_id, rank, customer_id, chunk_id, document_id, "
+                    "dataset_id, owner_id, licence_id, price_micros, owner_micros, "
+                    "platform_micros, currency, created_at) VALUES ('q1', :rank, 'c1', 'ch', "
+                    "'d', 'ds', 'o', 'l', :price, :owner, :platform, 'USD', :at)"
+                ),
+                {
+                    "rank": rank,
+                    "price": price,
+                    "owner": owner_share,
+                    "platform": price - owner_share,
+                    "at": at,
+                },
+            )
+    await migrate(engine)
+    report = await verify(engine)
+    assert report.ok, report.problems
+    assert report.entries == 2
+    assert {b.account_id: b.balance_micros for b in report.balances} == {
+        "customer:c1": 3_000,
+        "owner:o": -2_100,
+        "platform:revenue:USD": -900,
+    }
