@@ -32,8 +32,9 @@ async def owner_statement(
     if format == "csv":
         return Response(content=statement_csv(statement), media_type="text/csv")  # type: ignore[arg-type]
     if format == "html":
-        return Response(content=statement_html(statement), media_type="text/html")  # type: ignore[arg-type]
+        page = await asyncio.to_thread(statement_html, statement)  # the chart: ~0.1 s of CPU
+        return Response(content=page, media_type="text/html")  # type: ignore[arg-type]
     if format == "pdf":
-        pdf = await asyncio.to_thread(statement_pdf, statement)  # matplotlib + reportlab: ~0.1 s
+        pdf = await asyncio.to_thread(statement_pdf, statement)  # chart + reportlab: ~0.2 s
         return Response(content=pdf, media_type="application/pdf")  # type: ignore[arg-type]
     return Response(content=statement)
