@@ -138,9 +138,17 @@ async def ledger_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnecti
     taken at BEGIN IMMEDIATE already does. Callers batch many entries per transaction, so the
     lock costs one round trip per batch, not per hit.
     """
-    async with write_transaction(engine) as conn:
-        if engine.dialect.name == "postgresql":
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LEDGER_LOCK_KEY}
-            )
-        yield conn
+    async with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.execution_options(**{BEGIN_IMMEDIATE: True})
+        else:
+            # READ COMMITTED whatever the server's default: each statement after the lock must
+            # see what the previous holder committed. Under REPEATABLE READ the snapshot would
+            # date from before the lock was granted, and the chain head read would be stale.
+            await conn.execution_options(isolation_level="READ COMMITTED")
+        async with conn.begin():
+            if engine.dialect.name == "postgresql":
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_LEDGER_LOCK_KEY}
+                )
+            yield conn

@@ -15,6 +15,7 @@ Nobody gets an answer before their rows are committed.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from ledger.schema import hits as hit_rows
 from ledger.schema import queries, utcnow
 
 _HIT_FIELDS = tuple(Hit.__struct_fields__)
+# How each database names a duplicate query id: PostgreSQL by constraint, SQLite by column.
+_PK_QUERIES = re.compile(r"pk_queries|queries\.query_id")
 MAX_BATCH_QUERIES = 256
 
 
@@ -271,7 +274,7 @@ def _hit_entry(hit: Hit) -> NewEntry:
 
 
 def _as_error(record: QueryRecord, exc: Exception) -> Exception:
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError) and _PK_QUERIES.search(str(exc.orig)):
         # Keys were checked under the lock, so this is a reused query id, not a racing retry.
         return ConflictError(
             f"query {record.query_id} was already recorded", query_id=record.query_id

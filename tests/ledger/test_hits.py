@@ -5,14 +5,16 @@ from datetime import datetime
 
 import msgspec
 import pytest
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ConflictError, InvalidInput
+from ledger.db import make_engine
 from ledger.hits import HitLedger
 from ledger.schema import hits as hit_table
 from ledger.schema import queries
+from ledger.verify import verify
 from tests.ledger.support import hit, record
 
 
@@ -200,3 +202,37 @@ async def test_has_hit_tells_what_a_customer_bought(ledger: HitLedger) -> None:
     assert await ledger.has_hit(customer_id="cus_1", chunk_id="guides:doc:2")
     assert not await ledger.has_hit(customer_id="cus_1", chunk_id="guides:doc:3")
     assert not await ledger.has_hit(customer_id="cus_2", chunk_id="guides:doc:2")
+
+
+async def test_two_processes_append_safely_under_a_stricter_default_isolation(
+    engine: AsyncEngine,
+) -> None:
+    """Two API processes (two engines) writing at once, with PostgreSQL's default isolation set
+    to REPEATABLE READ: the ledger lock must still hand each writer the fresh chain head."""
+    url = engine.url.render_as_string(hide_password=False)
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as conn:
+            await conn.execute(
+                text(
+                    "ALTER ROLE CURRENT_USER SET default_transaction_isolation = 'repeatable read'"
+                )
+            )
+            await conn.commit()
+    engines = [make_engine(url), make_engine(url)]
+    try:
+        writers = [HitLedger(e) for e in engines]
+
+        async def process(p: int) -> list[bytes]:
+            # One record at a time, so the two writers contend for the lock on every write.
+            return [
+                await record(writers[p], f"q{p}-{n}", [hit(f"q{p}-{n}", 1), hit(f"q{p}-{n}", 2)])
+                for n in range(30)
+            ]
+
+        answers = await asyncio.gather(process(0), process(1))
+    finally:
+        for e in engines:
+            await e.dispose()
+    assert answers == [[f"response q{p}-{n}".encode() for n in range(30)] for p in (0, 1)]
+    report = await verify(engine)
+    assert report.ok and report.entries == 120, report.problems

@@ -90,7 +90,7 @@ async def test_statement_csv_and_html_over_http(client: httpx.AsyncClient, keys:
     assert sum(int(r["gross_micros"]) for r in datasets) == as_json["gross_micros"]
     html = await client.get(base + "&format=html", headers=keys.auth(keys.owner))
     assert html.headers["content-type"].startswith("text/html")
-    assert "<svg" in html.text and str(as_json["hit_count"]) in html.text
+    assert "<svg" in html.text and f"{as_json['hit_count']:,}" in html.text
     pdf = await client.get(base + "&format=pdf", headers=keys.auth(keys.owner))
     assert pdf.headers["content-type"] == "application/pdf"
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
