@@ -3,7 +3,8 @@
 Sign convention: a posting's amount is signed micros, debits positive and credits negative, so
 every transaction's postings sum to zero. A hit debits the customer the price and credits the
 owner's payable and the platform's revenue with their shares; a payout debits the owner's payable
-and credits the gateway (cash leaving the platform).
+and credits the gateway (cash leaving the platform); a top-up debits the gateway (cash coming in)
+and credits the customer, whose balance (credits less debits) is then what they may spend.
 
 Every transaction (journal row) carries `prev_hash`, the hash of the one before it, and its own
 `hash` over its content, its postings and, for a hit, the hit's row. Changing any of them, or
@@ -26,7 +27,8 @@ GENESIS_HASH = "0" * 64
 KIND_HIT = "hit"
 KIND_REVERSAL = "reversal"
 KIND_PAYOUT = "payout"
-KINDS = (KIND_HIT, KIND_REVERSAL, KIND_PAYOUT)
+KIND_TOPUP = "topup"
+KINDS = (KIND_HIT, KIND_REVERSAL, KIND_PAYOUT, KIND_TOPUP)
 
 
 def customer_account(customer_id: str) -> str:
@@ -65,6 +67,11 @@ def payout_postings(*, owner_id: str, currency: str, amount: int) -> list[tuple[
     return [(owner_account(owner_id), amount), (gateway_account(currency), -amount)]
 
 
+def topup_postings(*, customer_id: str, currency: str, amount: int) -> list[tuple[str, int]]:
+    """Prepaid money received (through the gateway) and owed to the customer as searches."""
+    return [(gateway_account(currency), amount), (customer_account(customer_id), -amount)]
+
+
 def reversed_postings(postings: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
     return [(account, -amount) for account, amount in postings]
 
@@ -83,6 +90,7 @@ def entry_hash(
     payout_id: str | None,
     postings: Sequence[tuple[str, int]],
     hit: Mapping[str, Any] | None,
+    reference: str | None = None,
 ) -> str:
     """SHA-256 (hex) of one transaction, chained to `prev_hash`.
 
@@ -101,6 +109,7 @@ def entry_hash(
         "reverses_seq": reverses_seq,
         "reason": reason,
         "payout_id": payout_id,
+        "reference": reference,
         "postings": sorted([account, int(amount)] for account, amount in postings),
         "hit": None if hit is None else {k: _plain(v) for k, v in hit.items()},
     }

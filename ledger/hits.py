@@ -23,9 +23,10 @@ from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from contracts import ConflictError, Hit, InvalidInput
+from contracts import ConflictError, Hit, InvalidInput, PaymentRequired
 from contracts.money import check_currency
 from ledger import chain
+from ledger.customers import balances_of, credit_limits
 from ledger.db import ledger_transaction
 from ledger.journal import NewEntry, append
 from ledger.schema import hits as hit_rows
@@ -232,6 +233,7 @@ async def _book(conn: AsyncConnection, batch: Sequence[QueryRecord]) -> list[byt
             stored[key] = (r.request_hash, r.response)  # a twin later in this batch replays it
         fresh.append(r)
         outcomes.append(r.response)
+    fresh = await _affordable(conn, fresh, outcomes, batch)
     if not fresh:
         return outcomes
     now = utcnow()
@@ -253,6 +255,43 @@ async def _book(conn: AsyncConnection, batch: Sequence[QueryRecord]) -> list[byt
     )
     await append(conn, [_hit_entry(h) for r in fresh for h in r.hits])
     return outcomes
+
+
+async def _affordable(
+    conn: AsyncConnection,
+    fresh: list[QueryRecord],
+    outcomes: list[bytes | Exception],
+    batch: Sequence[QueryRecord],
+) -> list[QueryRecord]:
+    """Drop (answering 402) the records whose customer cannot pay for them.
+
+    Under the ledger lock, and in batch order: each record spends from what the ones before it
+    left, so no two searches can both spend the same balance.
+    """
+    charged = {r.customer_id for r in fresh if r.cost_micros > 0}
+    if not charged:
+        return fresh
+    limits = {c: lim for c, lim in (await credit_limits(conn, charged)).items() if lim is not None}
+    if not limits:
+        return fresh
+    available = {c: balance + limits[c] for c, balance in (await balances_of(conn, limits)).items()}
+    position = {id(r): n for n, r in enumerate(batch)}
+    kept = []
+    for r in fresh:
+        left = available.get(r.customer_id)
+        if left is not None and r.cost_micros > 0:
+            if r.cost_micros > left:
+                outcomes[position[id(r)]] = PaymentRequired(
+                    f"this search costs {r.cost_micros} micros and your account has "
+                    f"{max(left, 0)} available; top up or lower max_cost_micros",
+                    required_micros=r.cost_micros,
+                    balance_micros=left - limits[r.customer_id],
+                    available_micros=max(left, 0),
+                )
+                continue
+            available[r.customer_id] = left - r.cost_micros
+        kept.append(r)
+    return kept
 
 
 def _hit_entry(hit: Hit) -> NewEntry:

@@ -32,6 +32,7 @@ class NewEntry:
     reverses_seq: int | None = None
     reason: str | None = None
     payout_id: str | None = None
+    reference: str | None = None
     hit: Hit | None = None
 
 
@@ -87,6 +88,7 @@ async def append(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[Boo
             payout_id=entry.payout_id,
             postings=entry.postings,
             hit=fields,
+            reference=entry.reference,
         )
         journal_rows.append(
             {
@@ -99,6 +101,7 @@ async def append(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[Boo
                 "reverses_seq": entry.reverses_seq,
                 "reason": entry.reason,
                 "payout_id": entry.payout_id,
+                "reference": entry.reference,
                 "prev_hash": prev,
                 "hash": digest,
             }

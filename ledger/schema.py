@@ -153,6 +153,9 @@ customers = Table(
     Column("name", Text, nullable=False),
     Column("currency", CHAR(3), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # How far below zero the prepaid balance may go. NULL: no limit (invoiced customer);
+    # 0: strictly prepaid. Searches that would go further get 402.
+    Column("credit_limit_micros", BigInteger, nullable=True),
     UniqueConstraint("name"),
 )
 
@@ -244,12 +247,14 @@ journal = Table(
     Column("reverses_seq", BigInteger, ForeignKey("journal.seq"), nullable=True),
     Column("reason", Text, nullable=True),
     Column("payout_id", Text, ForeignKey("payouts.payout_id"), nullable=True),
+    Column("reference", Text, nullable=True),  # a top-up's external id (its idempotency key)
     Column("prev_hash", CHAR(64), nullable=False),
     Column("hash", CHAR(64), nullable=False),
     # A transaction is reversed at most once, and a payout is booked at most once.
     UniqueConstraint("reverses_seq"),
     UniqueConstraint("payout_id"),
-    CheckConstraint("kind IN ('hit', 'reversal', 'payout')", name="kind_known"),
+    UniqueConstraint("reference"),
+    CheckConstraint("kind IN ('hit', 'reversal', 'payout', 'topup')", name="kind_known"),
     Index(None, "period", "kind"),
     Index(None, "query_id"),
 )

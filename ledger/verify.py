@@ -151,6 +151,7 @@ async def _check_page(
             payout_id=e.payout_id,
             postings=entry_postings,
             hit=fields,
+            reference=e.reference,
         )
         if digest != e.hash:
             report.fail(
@@ -162,7 +163,7 @@ async def _check_page(
         for account, _ in entry_postings:
             if currencies.get(account) != e.currency:
                 report.fail(seq, f"posts to {account} ({currencies.get(account)}) in {e.currency}")
-        expected = _expected_postings(e, hit, originals, payout_rows)
+        expected = _expected_postings(e, entry_postings, hit, originals, payout_rows)
         if expected is not None and sorted(expected) != sorted(entry_postings):
             report.fail(
                 seq, f"{e.kind} posts {sorted(entry_postings)}, expected {sorted(expected)}"
@@ -173,6 +174,7 @@ async def _check_page(
 
 def _expected_postings(
     e: Any,
+    posted: list[tuple[str, int]],
     hit: Any,
     originals: dict[int, list[tuple[str, int]]],
     payout_rows: dict[str, Any],
@@ -190,6 +192,14 @@ def _expected_postings(
         )
     if e.kind == chain.KIND_REVERSAL:
         return chain.reversed_postings(originals.get(e.reverses_seq, []))
+    if e.kind == chain.KIND_TOPUP:
+        customers = [a for a, _ in posted if chain.account_kind(a) == "customer"]
+        received = sum(m for a, m in posted if chain.account_kind(a) == "gateway")
+        if len(customers) != 1 or received <= 0:
+            return [("<one customer credit and one gateway debit>", 0)]
+        return chain.topup_postings(
+            customer_id=customers[0].split(":", 1)[1], currency=e.currency, amount=received
+        )
     if e.kind == chain.KIND_PAYOUT:
         payout = payout_rows.get(e.payout_id)
         if payout is None:

@@ -17,6 +17,7 @@ import msgspec
 
 from contracts import InvalidInput
 from contracts.ledger import REVERSAL_REASONS
+from ledger.customers import CustomerAccounts
 from ledger.periods import close_period, closed_periods
 from ledger.reversals import reverse_query
 from ledger.statement_formats import format_units, statement_csv, statement_html, statement_pdf
@@ -58,6 +59,32 @@ async def cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
     for problem in report.problems:
         print(f"problem: {problem}")
     return 1
+
+
+async def cmd_customers(args: argparse.Namespace, settings: Settings) -> int:
+    async with open_ledger(settings) as engine:
+        accounts = CustomerAccounts(engine)
+        if args.action == "topup":
+            _print_json(
+                await accounts.topup(
+                    args.customer, amount_micros=args.amount_micros, reference=args.reference
+                )
+            )
+        elif args.action == "credit-limit":
+            limit = None if args.micros == "none" else _micros(args.micros)
+            _print_json(await accounts.set_credit_limit(args.customer, limit))
+        else:
+            _print_json(await accounts.balance(args.customer))
+    return 0
+
+
+def _micros(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidInput(
+            f"expected an integer number of micros or 'none', got {text!r}"
+        ) from None
 
 
 async def cmd_periods(args: argparse.Namespace, settings: Settings) -> int:
@@ -132,6 +159,18 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--reason", required=True, choices=REVERSAL_REASONS)
     a.add_argument("--rank", type=int, help="only the hit at this rank")
 
+    p = sub.add_parser("customers", help="prepaid balances and credit limits")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("topup", help="credit a prepaid top-up (once per --reference)")
+    a.add_argument("customer", help="customer id or name")
+    a.add_argument("--amount-micros", type=int, required=True)
+    a.add_argument("--reference", required=True, help="the payment's id: its idempotency key")
+    a = actions.add_parser("credit-limit", help="how far below zero a balance may go")
+    a.add_argument("customer", help="customer id or name")
+    a.add_argument("micros", help="micros, 0 for strictly prepaid, or none for no limit")
+    a = actions.add_parser("balance", help="balance, limit and what is available")
+    a.add_argument("customer", help="customer id or name")
+
     p = sub.add_parser("periods", help="accounting months")
     actions = p.add_subparsers(dest="action", required=True)
     a = actions.add_parser("close", help="close a month: later hits go to the next one")
@@ -158,6 +197,7 @@ def add_parsers(sub: Any) -> None:
 
 
 COMMANDS: dict[str, Command] = {
+    "customers": cmd_customers,
     "ledger": cmd_ledger,
     "periods": cmd_periods,
     "payouts": cmd_payouts,

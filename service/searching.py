@@ -22,6 +22,7 @@ from contracts import (
     Hit,
     InvalidInput,
     Owner,
+    PaymentRequired,
     ReceiptClaims,
     ReceiptLine,
     SearchRequest,
@@ -175,6 +176,15 @@ async def run_search(
         top_k=request.top_k,
         max_cost_micros=request.max_cost_micros,
     )
+    if candidates and not chosen:
+        # Results exist but the budget buys none of them: say so rather than answer "nothing".
+        cheapest = min(c.dataset.licence.price_per_hit_micros for c in candidates)
+        raise PaymentRequired(
+            f"max_cost_micros {request.max_cost_micros} is below the price of any result "
+            f"(the cheapest costs {cheapest} micros); nothing was charged",
+            required_micros=cheapest,
+            max_cost_micros=request.max_cost_micros,
+        )
 
     query_id = uuid.uuid4().hex
     now = datetime.now(UTC)

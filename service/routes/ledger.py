@@ -1,15 +1,17 @@
-"""Ledger routes: receipts and their public key, reversals, period closes, payouts."""
+"""Ledger routes: receipts and their key, balances and top-ups, reversals, periods, payouts."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
-from litestar import get, post
+from litestar import get, post, put
 from litestar.params import Parameter
+from msgspec import Meta
 
 from contracts import NotFound, Payout, ReceiptClaims
 from contracts.ledger import ReversalReason
+from ledger.customers import MAX_TOPUP_MICROS, CustomerAccounts, CustomerBalance, Topup
 from ledger.keys import Principal
 from ledger.periods import close_period
 from ledger.receipts import receipt_header, verify_receipt
@@ -33,6 +35,15 @@ class ReversalCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     query_id: str
     reason: ReversalReason
     rank: int | None = None  # None: every hit of the query
+
+
+class TopupCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    amount_micros: Annotated[int, Meta(gt=0, le=MAX_TOPUP_MICROS)]
+    reference: Annotated[str, Meta(min_length=1, max_length=255)]  # the payment's id
+
+
+class CreditLimit(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    credit_limit_micros: Annotated[int, Meta(ge=0, le=MAX_TOPUP_MICROS)] | None
 
 
 class PeriodClosed(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,6 +86,44 @@ async def get_receipt(query_id: str, runtime: Runtime, principal: Principal) -> 
 async def create_reversal(data: ReversalCreate, runtime: Runtime, principal: Principal) -> Reversal:
     require_role(principal, "admin")
     return await reverse_query(runtime.engine, data.query_id, reason=data.reason, rank=data.rank)
+
+
+@get(
+    "/v1/balance",
+    summary="Your prepaid balance, credit limit and what you may spend",
+    tags=["ledger"],
+)
+async def my_balance(runtime: Runtime, principal: Principal) -> CustomerBalance:
+    return await CustomerAccounts(runtime.engine).balance(principal.customer_id)
+
+
+@post(
+    "/v1/admin/customers/{customer_id:str}/topups",
+    status_code=201,
+    summary="Credit a prepaid top-up (idempotent per reference)",
+    tags=["ledger"],
+)
+async def topup(
+    customer_id: str, data: TopupCreate, runtime: Runtime, principal: Principal
+) -> Topup:
+    require_role(principal, "admin")
+    return await CustomerAccounts(runtime.engine).topup(
+        customer_id, amount_micros=data.amount_micros, reference=data.reference
+    )
+
+
+@put(
+    "/v1/admin/customers/{customer_id:str}/credit-limit",
+    summary="Set how far below zero a customer's balance may go (null: no limit)",
+    tags=["ledger"],
+)
+async def credit_limit(
+    customer_id: str, data: CreditLimit, runtime: Runtime, principal: Principal
+) -> CustomerBalance:
+    require_role(principal, "admin")
+    return await CustomerAccounts(runtime.engine).set_credit_limit(
+        customer_id, data.credit_limit_micros
+    )
 
 
 @post(

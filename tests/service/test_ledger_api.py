@@ -148,3 +148,32 @@ async def test_malformed_money_is_400(
     body = {"id": "bad-money", "owner_id": keys.owner_id, "name": "x", "licence": licence}
     response = await client.post("/v1/datasets", json=body, headers=keys.auth(keys.admin))
     assert_problem(response, 400, needle)
+
+
+async def test_prepaid_customer_gets_402_then_searches_after_a_topup(
+    client: httpx.AsyncClient, keys: Keys, demo_runtime: Runtime
+) -> None:
+    principal, key = await demo_runtime.keys.create_key(customer="prepaid-agent", role="agent")
+    admin = keys.auth(keys.admin)
+    url = f"/v1/admin/customers/{principal.customer_id}"
+    limit = await client.put(f"{url}/credit-limit", json={"credit_limit_micros": 0}, headers=admin)
+    assert limit.status_code == 200 and limit.json()["available_micros"] == 0
+    before = await demo_runtime.hits.count_hits()
+    refused = await client.post(
+        "/v1/search", json={"query": "sepsis", "top_k": 3}, headers=keys.auth(key)
+    )
+    problem = assert_problem(refused, 402, "top up")
+    assert problem["required_micros"] > 0 and problem["balance_micros"] == 0
+    assert await demo_runtime.hits.count_hits() == before
+
+    topup = {"amount_micros": 1_000_000, "reference": f"pi_{principal.customer_id}"}
+    assert_problem(await client.post(f"{url}/topups", json=topup, headers=keys.auth(key)), 403)
+    assert_problem(
+        await client.post(f"{url}/topups", json=topup | {"amount_micros": 0}, headers=admin), 400
+    )
+    made = await client.post(f"{url}/topups", json=topup, headers=admin)
+    assert made.status_code == 201 and made.json()["balance"]["balance_micros"] == 1_000_000
+    result = await search(client, key, query="sepsis", top_k=3)
+    mine = (await client.get("/v1/balance", headers=keys.auth(key))).json()
+    assert mine["balance_micros"] == 1_000_000 - result.cost_micros
+    assert mine["available_micros"] == mine["balance_micros"]

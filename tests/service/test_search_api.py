@@ -152,7 +152,7 @@ async def test_every_delivered_result_is_one_hit_and_the_money_adds_up(
     assert sum(h.price_micros for h in hits) == result.cost_micros
 
 
-async def test_budget_cap_limits_spend_and_can_deliver_nothing(
+async def test_budget_cap_limits_spend_and_402s_when_it_buys_nothing(
     client: httpx.AsyncClient,
     keys: Keys,
     demo_runtime: Runtime,
@@ -165,10 +165,16 @@ async def test_budget_cap_limits_spend_and_can_deliver_nothing(
     assert 0 < capped.cost_micros <= budget
     assert len(capped.results) < 10
     before = await demo_runtime.hits.count_hits()
-    broke = await search(
-        client, keys.agent, query="interest rates", top_k=10, max_cost_micros=prices[0] - 1
+    broke = await client.post(
+        SEARCH,
+        json={"query": "interest rates", "top_k": 10, "max_cost_micros": prices[0] - 1},
+        headers=keys.auth(keys.agent),
     )
-    assert broke.results == [] and broke.cost_micros == 0
+    assert broke.status_code == 402
+    assert broke.headers["content-type"].startswith("application/problem+json")
+    problem = broke.json()
+    assert problem["required_micros"] == prices[0]
+    assert problem["max_cost_micros"] == prices[0] - 1 and "nothing was charged" in problem["detail"]
     assert await demo_runtime.hits.count_hits() == before
 
 

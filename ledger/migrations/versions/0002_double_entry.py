@@ -1,4 +1,5 @@
-"""Double-entry journal with a hash chain, periods, payouts; append-only ledger tables.
+"""Double-entry journal with a hash chain, periods, payouts, top-ups and credit limits;
+append-only ledger tables.
 
 Existing hits are booked into the journal in their original order (one transaction each, with its
 three postings), so a database from 0001 comes out verifiable. Then UPDATE and DELETE on ledger
@@ -43,6 +44,8 @@ def _ts(name: str, nullable: bool = False) -> sa.Column[object]:
 def upgrade() -> None:
     with op.batch_alter_table("owners") as batch:
         batch.add_column(sa.Column("stripe_account", sa.Text(), nullable=True))
+    with op.batch_alter_table("customers") as batch:
+        batch.add_column(sa.Column("credit_limit_micros", sa.BigInteger(), nullable=True))
     op.create_table(
         "accounts",
         sa.Column("id", sa.Text(), nullable=False),
@@ -98,6 +101,7 @@ def upgrade() -> None:
         sa.Column("reverses_seq", sa.BigInteger(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("payout_id", sa.Text(), nullable=True),
+        sa.Column("reference", sa.Text(), nullable=True),
         sa.Column("prev_hash", sa.CHAR(64), nullable=False),
         sa.Column("hash", sa.CHAR(64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name="pk_journal"),
@@ -109,7 +113,10 @@ def upgrade() -> None:
         ),
         sa.UniqueConstraint("reverses_seq", name="uq_journal_reverses_seq"),
         sa.UniqueConstraint("payout_id", name="uq_journal_payout_id"),
-        sa.CheckConstraint("kind IN ('hit', 'reversal', 'payout')", name="ck_journal_kind_known"),
+        sa.UniqueConstraint("reference", name="uq_journal_reference"),
+        sa.CheckConstraint(
+            "kind IN ('hit', 'reversal', 'payout', 'topup')", name="ck_journal_kind_known"
+        ),
     )
     op.create_index("ix_journal_period_kind", "journal", ["period", "kind"])
     op.create_index("ix_journal_query_id", "journal", ["query_id"])
@@ -271,5 +278,7 @@ def downgrade() -> None:
     op.drop_table("payout_events")
     op.drop_table("payouts")
     op.drop_table("accounts")
+    with op.batch_alter_table("customers") as batch:
+        batch.drop_column("credit_limit_micros")
     with op.batch_alter_table("owners") as batch:
         batch.drop_column("stripe_account")
