@@ -174,7 +174,9 @@ async def test_budget_cap_limits_spend_and_402s_when_it_buys_nothing(
     assert broke.headers["content-type"].startswith("application/problem+json")
     problem = broke.json()
     assert problem["required_micros"] == prices[0]
-    assert problem["max_cost_micros"] == prices[0] - 1 and "nothing was charged" in problem["detail"]
+    assert (
+        problem["max_cost_micros"] == prices[0] - 1 and "nothing was charged" in problem["detail"]
+    )
     assert await demo_runtime.hits.count_hits() == before
 
 
