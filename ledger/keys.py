@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import msgspec
@@ -23,6 +24,7 @@ from contracts import AuthError, ConflictError, InvalidInput, NotFound
 from contracts.money import check_currency
 from ledger.db import write_transaction
 from ledger.schema import api_keys, customers, owners, utcnow
+from ledger.schema import datasets as dataset_rows
 
 Role = Literal["agent", "owner", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -43,6 +45,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     role: Role
     owner_id: str | None
     currency: str
+    # The only datasets this key may search and be charged for; None: every dataset.
+    datasets: frozenset[str] | None = None
 
 
 def hash_key(api_key: str) -> str:
@@ -62,13 +66,23 @@ class KeyStore:
         self._engine = engine
 
     async def create_key(
-        self, *, customer: str, role: str, owner_id: str | None = None, currency: str = "USD"
+        self,
+        *,
+        customer: str,
+        role: str,
+        owner_id: str | None = None,
+        currency: str = "USD",
+        datasets: Sequence[str] | None = None,
     ) -> tuple[Principal, str]:
         """Create a key for `customer` (created if new) and return it with its only plaintext.
 
         Owner keys must name an existing owner; other roles must not name one. A customer's
         currency is fixed when it is created: asking for another one later is a ConflictError.
+        `datasets` scopes the key: it can then search only those (existing) datasets.
         """
+        scope = None if datasets is None else frozenset(datasets)
+        if scope is not None and not scope:
+            raise InvalidInput("a dataset scope must name at least one dataset")
         customer = customer.strip()
         if not customer or len(customer) > 200:
             raise InvalidInput("customer name must be 1 to 200 characters")
@@ -87,6 +101,15 @@ class KeyStore:
                     found = await conn.execute(select(owners.c.id).where(owners.c.id == owner_id))
                     if found.first() is None:
                         raise NotFound(f"owner {owner_id} does not exist", owner_id=owner_id)
+                if scope is not None:
+                    known = await conn.execute(
+                        select(dataset_rows.c.id).where(dataset_rows.c.id.in_(sorted(scope)))
+                    )
+                    if unknown := scope - set(known.scalars()):
+                        raise NotFound(
+                            f"unknown dataset(s) in scope: {', '.join(sorted(unknown))}",
+                            datasets=sorted(unknown),
+                        )
                 customer_id = await self._customer(conn, customer, currency)
                 await conn.execute(
                     insert(api_keys),
@@ -97,6 +120,7 @@ class KeyStore:
                         "owner_id": owner_id,
                         "key_hash": hash_key(api_key),
                         "prefix": api_key[:SHOWN_PREFIX_CHARS],
+                        "dataset_scope": None if scope is None else ",".join(sorted(scope)),
                         "created_at": utcnow(),
                     },
                 )
@@ -110,6 +134,7 @@ class KeyStore:
             role=role,  # type: ignore[arg-type]  # checked against ROLES above
             owner_id=owner_id,
             currency=currency,
+            datasets=scope,
         )
         return principal, api_key
 
@@ -146,6 +171,7 @@ class KeyStore:
                 api_keys.c.role,
                 api_keys.c.owner_id,
                 customers.c.currency,
+                api_keys.c.dataset_scope,
             )
             .join_from(api_keys, customers, api_keys.c.customer_id == customers.c.id)
             .where(api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None))
@@ -161,6 +187,7 @@ class KeyStore:
             role=row.role,
             owner_id=row.owner_id,
             currency=row.currency,
+            datasets=None if row.dataset_scope is None else frozenset(row.dataset_scope.split(",")),
         )
 
     async def revoke(self, key_id: str) -> None:

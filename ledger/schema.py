@@ -170,6 +170,8 @@ api_keys = Table(
     Column("prefix", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # Comma-separated dataset ids (slugs, so no commas) the key is limited to; NULL: all.
+    Column("dataset_scope", Text, nullable=True),
     UniqueConstraint("key_hash"),
     CheckConstraint("role IN ('agent', 'owner', 'admin')", name="role_known"),
 )

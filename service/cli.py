@@ -73,7 +73,11 @@ async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     async with open_runtime(settings, with_reranker=False) as runtime:
         principal, plaintext = await runtime.keys.create_key(
-            customer=args.customer, role=args.role, owner_id=args.owner, currency=args.currency
+            customer=args.customer,
+            role=args.role,
+            owner_id=args.owner,
+            currency=args.currency,
+            datasets=args.dataset or None,
         )
     _print_json(
         {
@@ -82,6 +86,7 @@ async def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
             "role": principal.role,
             "owner_id": principal.owner_id,
             "api_key": plaintext,
+            "datasets": None if principal.datasets is None else sorted(principal.datasets),
         }
     )
     print("store this key now: only its hash is kept", file=sys.stderr)
@@ -215,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--role", required=True, choices=["agent", "owner", "admin"])
     k.add_argument("--owner", help="the owner id an owner key belongs to")
     k.add_argument("--currency", default="USD")
+    k.add_argument("--dataset", action="append", help="limit the key to this dataset (repeatable)")
     k = keys.add_parser("revoke", help="revoke a key by its key_id")
     k.add_argument("key_id")
 

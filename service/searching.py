@@ -19,6 +19,7 @@ import msgspec
 from contracts import (
     Citation,
     Dataset,
+    ForbiddenError,
     Hit,
     InvalidInput,
     Owner,
@@ -65,6 +66,15 @@ def searchable_datasets(
     snapshot: CatalogSnapshot, request: SearchRequest, principal: Principal
 ) -> dict[str, int]:
     """Dataset id -> generation for the datasets this request may read and be charged for."""
+    scope = principal.datasets
+    if request.datasets is not None and scope is not None:
+        outside = sorted(set(request.datasets) - scope)
+        if outside:
+            raise ForbiddenError(
+                f"this key is limited to {', '.join(sorted(scope))}; it may not search "
+                f"{', '.join(outside)}",
+                datasets=outside,
+            )
     if request.datasets is not None:
         unknown = sorted(set(request.datasets) - set(snapshot.datasets))
         if unknown:
@@ -80,7 +90,9 @@ def searchable_datasets(
     else:
         # Without an explicit list, search what this account can pay for in its own currency.
         wanted = [
-            d.id for d in snapshot.datasets.values() if d.licence.currency == principal.currency
+            d.id
+            for d in snapshot.datasets.values()
+            if d.licence.currency == principal.currency and (scope is None or d.id in scope)
         ]
     return {d: snapshot.generations[d] for d in wanted}
 

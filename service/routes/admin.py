@@ -28,6 +28,8 @@ class KeyCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
     role: Literal["agent", "owner", "admin"]
     owner_id: Slug | None = None
     currency: CurrencyCode = "USD"
+    # Limit the key to these datasets; absent: every dataset.
+    datasets: Annotated[list[Slug], Meta(min_length=1, max_length=100)] | None = None
 
 
 class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,6 +40,7 @@ class KeyCreated(msgspec.Struct, frozen=True, kw_only=True):
     role: str
     owner_id: str | None
     api_key: str
+    datasets: list[str] | None = None
 
 
 @post("/v1/owners", status_code=201, summary="Add an owner (idempotent)")
@@ -68,7 +71,11 @@ async def add_dataset(data: DatasetCreate, runtime: Runtime, principal: Principa
 async def create_key(data: KeyCreate, runtime: Runtime, principal: Principal) -> KeyCreated:
     require_role(principal, "admin")
     created, plaintext = await runtime.keys.create_key(
-        customer=data.customer, role=data.role, owner_id=data.owner_id, currency=data.currency
+        customer=data.customer,
+        role=data.role,
+        owner_id=data.owner_id,
+        currency=data.currency,
+        datasets=data.datasets,
     )
     return KeyCreated(
         key_id=created.key_id,
@@ -76,4 +83,5 @@ async def create_key(data: KeyCreate, runtime: Runtime, principal: Principal) ->
         role=created.role,
         owner_id=created.owner_id,
         api_key=plaintext,
+        datasets=None if created.datasets is None else sorted(created.datasets),
     )

@@ -253,3 +253,34 @@ async def test_health_readiness_and_openapi(client: httpx.AsyncClient) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     assert "/v1/search" in schema["paths"]
     assert "SearchRequest" in str(schema["components"]["schemas"])
+
+
+async def test_scoped_key_never_gets_other_datasets(
+    client: httpx.AsyncClient, keys: Keys, demo_runtime: Runtime
+) -> None:
+    datasets = sorted(d.id for d in await demo_runtime.catalog.list_datasets())
+    created = await client.post(
+        "/v1/keys",
+        json={"customer": "scoped-agent", "role": "agent", "datasets": [datasets[0]]},
+        headers=keys.auth(keys.admin),
+    )
+    assert created.status_code == 201 and created.json()["datasets"] == [datasets[0]]
+    scoped = created.json()["api_key"]
+    # A query aimed squarely at other datasets still only returns the allowed one.
+    for query in ("duty of care in negligence", "semiconductor earnings", "sepsis antibiotics"):
+        result = await search(client, scoped, query=query, top_k=10)
+        assert result.results and {r.citation.dataset_id for r in result.results} == {datasets[0]}
+    before = await demo_runtime.hits.count_hits()
+    refused = await client.post(
+        SEARCH,
+        json={"query": "anything", "datasets": [datasets[0], datasets[1]]},
+        headers={"Authorization": f"Bearer {scoped}"},
+    )
+    assert refused.status_code == 403 and datasets[1] in refused.json()["detail"]
+    assert await demo_runtime.hits.count_hits() == before
+    unknown = await client.post(
+        "/v1/keys",
+        json={"customer": "scoped-agent", "role": "agent", "datasets": ["no-such-dataset"]},
+        headers=keys.auth(keys.admin),
+    )
+    assert unknown.status_code == 404 and "no-such-dataset" in unknown.json()["detail"]

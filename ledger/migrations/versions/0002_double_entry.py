@@ -1,5 +1,5 @@
-"""Double-entry journal with a hash chain, periods, payouts, top-ups and credit limits;
-append-only ledger tables.
+"""Double-entry journal with a hash chain, periods, payouts, top-ups and credit limits,
+dataset-scoped keys; append-only ledger tables.
 
 Existing hits are booked into the journal in their original order (one transaction each, with its
 three postings), so a database from 0001 comes out verifiable. Then UPDATE and DELETE on ledger
@@ -46,6 +46,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("stripe_account", sa.Text(), nullable=True))
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("credit_limit_micros", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(sa.Column("dataset_scope", sa.Text(), nullable=True))
     op.create_table(
         "accounts",
         sa.Column("id", sa.Text(), nullable=False),
@@ -278,6 +280,8 @@ def downgrade() -> None:
     op.drop_table("payout_events")
     op.drop_table("payouts")
     op.drop_table("accounts")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("dataset_scope")
     with op.batch_alter_table("customers") as batch:
         batch.drop_column("credit_limit_micros")
     with op.batch_alter_table("owners") as batch:
