@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, tuple_
@@ -57,9 +57,16 @@ class _Waiting:
 
 
 class HitLedger:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = MAX_BATCH_QUERIES) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        max_batch: int = MAX_BATCH_QUERIES,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._engine = engine
         self._max_batch = max_batch
+        self._on_batch = on_batch or (lambda _size: None)  # batch sizes, for metrics
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +161,7 @@ class HitLedger:
         async with ledger_transaction(self._engine) as conn:
             outcomes = await _book(conn, batch)
         self.batches_written += 1
+        self._on_batch(len(batch))
         return outcomes
 
     async def stored_response(self, query_id: str) -> tuple[str, bytes, set[str]] | None:

@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 
 from ledger.keys import Principal
 from service.auth import authenticate
+from service.observability import access_middleware, metrics
 from service.problems import EXCEPTION_HANDLERS
 from service.routes import admin, catalog, health, ledger, owners, search
 from service.runtime import Runtime, open_runtime
@@ -62,7 +63,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             admin.create_key,
             health.healthz,
             health.readyz,
+            metrics,
         ],
+        middleware=[access_middleware],
         dependencies={
             "runtime": Provide(_runtime, sync_to_thread=False),
             "principal": Provide(_principal),

@@ -182,8 +182,18 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.observability import configure_logging
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    configure_logging()
+    # Our middleware writes one JSON line per request (with its query_id): no uvicorn access log.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

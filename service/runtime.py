@@ -28,6 +28,7 @@ from ranking.pipeline import SearchPipeline
 from ranking.qdrant_index import QdrantIndex, open_qdrant
 from ranking.rerank import RerankerStatus, load_reranker
 from ranking.vectors import VectorIndex
+from service.observability import LEDGER_BATCH
 from service.settings import Settings
 
 # Embedders are expensive to load (~5 s) and read-only once loaded; one per process per model.
@@ -153,7 +154,7 @@ async def open_runtime(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     qdrant: QdrantIndex | None = None
-    hits = HitLedger(engine)
+    hits = HitLedger(engine, on_batch=LEDGER_BATCH.observe)
     try:
         await migrate(engine)
         embedder = await asyncio.to_thread(shared_embedder, settings.embedder_model)

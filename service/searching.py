@@ -36,6 +36,7 @@ from ledger.catalog import Passage
 from ledger.keys import Principal
 from ranking.pipeline import Ranked
 from ranking.selection import select_within_budget
+from service.observability import observe_search
 from service.runtime import CatalogSnapshot, Runtime
 
 _encoder = msgspec.json.Encoder()
@@ -260,13 +261,21 @@ async def run_search(
         ),
         receipt=receipt,
     )
-    return await runtime.hits.record(
+    body = _encoder.encode(response)
+    recorded = await runtime.hits.record(
         query_id=query_id,
         customer_id=principal.customer_id,
         idempotency_key=idempotency_key,
         request_hash=digest,
-        response=_encoder.encode(response),
+        response=body,
         cost_micros=cost,
         currency=principal.currency,
         hits=hits,
     )
+    if recorded is body:  # ours, not a concurrent twin's that won the idempotency key
+        observe_search(
+            msgspec.structs.asdict(response.timings_ms),
+            hits,
+            min(len(ranking.items), runtime.settings.rerank_depth) if ranking.reranked else 0,
+        )
+    return recorded

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Response, post
+import msgspec
+from litestar import Request, Response, post
 from litestar.params import Parameter
 
 from contracts import SearchRequest, SearchResponse
@@ -16,6 +17,7 @@ from service.searching import check_idempotency_key, run_search
 
 @post("/v1/search", status_code=200, summary="Search licensed data; every result is a paid hit")
 async def search(
+    request: Request[Any, Any, Any],
     data: SearchRequest,
     runtime: Runtime,
     principal: Principal,
@@ -31,4 +33,12 @@ async def search(
 ) -> Response[SearchResponse]:
     require_role(principal, "agent", "admin")
     body = await run_search(runtime, principal, data, check_idempotency_key(idempotency_key))
+    request.state.query_id = _query_id.decode(body).query_id  # for the access log line
     return Response(content=body, media_type="application/json")  # type: ignore[arg-type]
+
+
+class _QueryId(msgspec.Struct):
+    query_id: str
+
+
+_query_id = msgspec.json.Decoder(_QueryId)

@@ -1,0 +1,127 @@
+"""Metrics (Prometheus text at /metrics) and one structured JSON log line per request.
+
+Metrics live in this process's registry: with several `fairshare serve` workers, scrape each
+(or run one per container). Labels are bounded: routes are path templates, never raw paths, and
+datasets come from the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Response, get
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from contracts import Hit
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+REQUESTS = Counter(
+    "fairshare_http_requests_total",
+    "HTTP requests by route and status",
+    ["method", "route", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "fairshare_http_request_seconds", "HTTP request latency", ["route"], buckets=_LATENCY_BUCKETS
+)
+STAGE_SECONDS = Histogram(
+    "fairshare_search_stage_seconds",
+    "Search latency by stage (embed, retrieve, rerank, total)",
+    ["stage"],
+    buckets=_LATENCY_BUCKETS,
+)
+HITS = Counter("fairshare_hits_total", "Passages delivered and charged", ["dataset"])
+REVENUE = Counter(
+    "fairshare_revenue_micros_total", "Gross revenue of delivered hits", ["dataset", "currency"]
+)
+LEDGER_BATCH = Histogram(
+    "fairshare_ledger_batch_queries",
+    "Queries booked per group commit",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+RERANK_PAIRS = Histogram(
+    "fairshare_rerank_pairs",
+    "Query-passage pairs scored per rerank call",
+    buckets=(1, 5, 10, 20, 30, 50, 100),
+)
+
+access_log = logging.getLogger("fairshare.access")
+
+
+@get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+async def metrics() -> Response[bytes]:
+    return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def observe_search(timings: dict[str, float], hits: Sequence[Hit], reranked_pairs: int) -> None:
+    for stage, ms in timings.items():
+        STAGE_SECONDS.labels(stage).observe(ms / 1000)
+    for hit in hits:
+        HITS.labels(hit.dataset_id).inc()
+        REVENUE.labels(hit.dataset_id, hit.currency).inc(hit.price_micros)
+    if reranked_pairs:
+        RERANK_PAIRS.observe(reranked_pairs)
+
+
+def access_middleware(app: ASGIApp) -> ASGIApp:
+    """Time every request, count it, and log it as one JSON line (with its query_id if any)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        method = str(scope.get("method", ""))
+        try:
+            await app(scope, receive, record_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("path_template") or "unmatched"
+            REQUESTS.labels(method, route, str(status)).inc()
+            REQUEST_SECONDS.labels(route).observe(elapsed)
+            state: dict[str, Any] = scope.get("state") or {}
+            access_log.info(
+                json.dumps(
+                    {
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 3),
+                        "query_id": state.get("query_id"),
+                    }
+                )
+            )
+
+    return middleware
+
+
+def configure_logging() -> None:
+    """JSON lines on stdout for access logs; everything else keeps its default format."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JsonFormatter())
+    access_log.handlers = [handler]
+    access_log.setLevel(logging.INFO)
+    access_log.propagate = False
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        fields = json.loads(record.getMessage())
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return json.dumps({"ts": f"{ts}.{int(record.msecs):03d}Z", **fields})
