@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import pytest
 
 from service.runtime import Runtime
 from tests.service.conftest import Keys
+from tests.service.load_support import LiveServer
 
 STARTUP_SECONDS = 120
 
@@ -86,3 +89,42 @@ async def test_search_over_real_http_is_recorded(
         assert bad.status_code == 400 and bad.headers["content-type"].startswith(
             "application/problem+json"
         )
+
+
+async def test_sigterm_finishes_in_flight_searches_and_commits_them(
+    demo_runtime: Runtime, keys: Keys, tmp_path: Path
+) -> None:
+    server = LiveServer(
+        {"FAIRSHARE_DATA_DIR": str(demo_runtime.settings.data_dir)}, tmp_path / "serve.log"
+    )
+    await server.start()
+    stopped_at: list[float] = []
+    done_at: dict[int, float] = {}
+
+    async def one(http: httpx.AsyncClient, n: int) -> httpx.Response | None:
+        try:
+            response = await http.post(
+                "/v1/search",
+                json={"query": f"contract damages remedies {n}", "top_k": 3},
+                headers={"Authorization": f"Bearer {keys.agent}"},
+            )
+        except httpx.TransportError:
+            return None  # arrived after the listener closed: refused, never processed
+        done_at[n] = time.monotonic()
+        if not stopped_at:
+            stopped_at.append(time.monotonic())
+            await asyncio.to_thread(server.stop)  # SIGTERM while the others are in flight
+        return response
+
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        responses = await asyncio.gather(*(one(http, n) for n in range(16)))
+    answered = [r for r in responses if r is not None]
+    assert answered and all(r.status_code == 200 for r in answered), [r.text for r in answered]
+    assert any(t > stopped_at[0] for t in done_at.values())  # finished after SIGTERM
+    for response in answered:
+        body = response.json()
+        recorded = await demo_runtime.hits.hits_for_query(body["query_id"])
+        assert [h.chunk_id for h in recorded] == [r["chunk_id"] for r in body["results"]]
+    log_lines = [json.loads(x) for x in server.log_tail(10**7).splitlines() if x.startswith("{")]
+    logged = {x["query_id"] for x in log_lines if x.get("route") == "/v1/search"}
+    assert {r.json()["query_id"] for r in answered} <= logged
