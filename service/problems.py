@@ -67,6 +67,21 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return response
 
 
+def handle_undecodable_body(
+    request: Request[Any, Any, Any], exc: UnicodeDecodeError | RecursionError
+) -> Response[bytes]:
+    """Litestar's JSON decoding lets these two escape as plain exceptions: invalid UTF-8, and
+    nesting deeper than the decoder's recursion limit. Both are the client's body, not our bug."""
+    what = "is not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "is nested too deeply"
+    return problem(
+        400,
+        PROBLEM_BASE + _HTTP_SLUGS[400][0],
+        _HTTP_SLUGS[400][1],
+        f"the request body {what}",
+        request.url.path,
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(
@@ -81,5 +96,7 @@ def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Respon
 EXCEPTION_HANDLERS: dict[int | type[Exception], Any] = {
     FairshareError: handle_fairshare_error,
     HTTPException: handle_http_exception,
+    UnicodeDecodeError: handle_undecodable_body,
+    RecursionError: handle_undecodable_body,
     Exception: handle_unexpected,
 }

@@ -144,3 +144,31 @@ async def test_idempotency_key_must_be_sane(client: httpx.AsyncClient, keys: Key
         headers={**keys.auth(keys.agent), "Idempotency-Key": "k" * 300},
     )
     assert_problem(response, 400, "Idempotency-Key")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        (b'{"query": "x", "datasets": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400, "nested"),
+        (b'{"query": "' + b"q" * 100_000 + b'"}', 400, "query"),
+        (b'{"query": "caf\xc3\x28 au lait"}', 400, "utf-8"),
+        (b'{"query": "\xff\xfe"}', 400, "utf-8"),
+        (b'{"query": "x", "top_k": 3, "unknown_field": {"a": [1, 2]}}', 400, "unknown_field"),
+        (b'{"query": "x", "top_k": 1e309}', 400, "number out of range"),
+        (b"", 400, ""),
+    ],
+)
+async def test_hostile_bodies_are_4xx_and_charge_nothing(
+    client: httpx.AsyncClient,
+    keys: Keys,
+    demo_runtime: Runtime,
+    body: bytes,
+    status: int,
+    needle: str,
+) -> None:
+    before = await demo_runtime.hits.count_hits()
+    response = await client.post(
+        SEARCH, content=body, headers={**keys.auth(keys.agent), "Content-Type": "application/json"}
+    )
+    assert_problem(response, status, *([needle] if needle else []))
+    assert await demo_runtime.hits.count_hits() == before
