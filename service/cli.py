@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
 
+    p = sub.add_parser("mcp", help="serve the MCP tools to agents (stdio, or streamable HTTP)")
+    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int, help="HTTP port; default FAIRSHARE_PORT + 1")
+
     p = sub.add_parser("ingest", help="ingest a JSONL/CSV file or a folder of .md/.txt files")
     p.add_argument("path")
     p.add_argument("--dataset", required=True)
@@ -295,6 +300,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host=args.host or settings.host, port=args.port or settings.port
             )
             serve(settings)
+            return 0
+        if args.command == "mcp":
+            from service.mcp_server import run_mcp  # the MCP SDK loads only for this command
+
+            run_mcp(
+                settings,
+                transport=args.transport,
+                host=args.host or settings.host,
+                port=args.port or settings.port + 1,
+            )
             return 0
         status: int = asyncio.run(COMMANDS[args.command](args, settings))
         if args.command == "demo" and args.serve and status == 0:

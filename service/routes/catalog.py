@@ -31,6 +31,11 @@ async def list_datasets(runtime: Runtime, principal: Principal) -> list[Dataset]
 
 @get("/v1/chunks/{chunk_id:str}", summary="One chunk's citation, price, and text if purchased")
 async def get_chunk(chunk_id: str, runtime: Runtime, principal: Principal) -> ChunkView:
+    return await chunk_view(runtime, principal, chunk_id)
+
+
+async def chunk_view(runtime: Runtime, principal: Principal, chunk_id: str) -> ChunkView:
+    """What `principal` may see of a chunk (also served by the MCP `get_passage` tool)."""
     passage = await runtime.catalog.get_chunk(chunk_id)
     snapshot = await runtime.snapshot()
     dataset = snapshot.datasets[passage.dataset_id]
