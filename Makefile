@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit clean
+.PHONY: install run test lint typecheck unit test-services clean
 
 # Reinstall only when the dependency pins change. torch==2.13.0 resolves to the CPU wheel on disk.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e './sdk[langchain]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,8 +30,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) test-services
 	$(BIN)/pytest -q
+
+## Servers the tests start themselves: a throwaway redis-server (tests/redis_server.py). Installed
+## from Debian's package when missing and running as root (as CI does); otherwise, say what to do.
+test-services:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (Debian package) for the rate-limit tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	  else \
+	    echo "make test needs redis-server on PATH: apt-get install redis-server" \
+	      "(or your system's Redis package)" >&2; \
+	    exit 1; \
+	  fi; }
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

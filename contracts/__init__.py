@@ -15,6 +15,7 @@ from contracts.errors import (
     InvalidInput,
     NotFound,
     PaymentRequired,
+    RateLimited,
     Unavailable,
 )
 from contracts.ledger import (
@@ -29,7 +30,14 @@ from contracts.ledger import (
     Statement,
 )
 from contracts.money import Money, split_price
-from contracts.search import Citation, SearchRequest, SearchResponse, SearchResult, Timings
+from contracts.search import (
+    Citation,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    Timings,
+    Withheld,
+)
 
 __all__ = [
     "AuthError",
@@ -53,6 +61,7 @@ __all__ = [
     "Owner",
     "PaymentRequired",
     "Payout",
+    "RateLimited",
     "ReceiptClaims",
     "ReceiptLine",
     "SearchRequest",
@@ -61,5 +70,6 @@ __all__ = [
     "Statement",
     "Timings",
     "Unavailable",
+    "Withheld",
     "split_price",
 ]

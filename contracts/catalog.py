@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -16,6 +17,15 @@ DocumentId = Annotated[str, Meta(min_length=1, max_length=256, pattern=r"^[^\s\x
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 MetadataValue = str | int | float | bool | None
 StripeAccount = Annotated[str, Meta(pattern=r"^acct_[A-Za-z0-9]{1,64}$")]
+# What a customer does with a passage. `rag`: ground a generated answer in it; `display`: show it
+# to a person as a result; `summarize`: condense it; `train`: train or fine-tune a model on it.
+Use = Literal["rag", "display", "summarize", "train"]
+USES: tuple[str, ...] = get_args(Use)
+# What a licence permits when it does not say: serving uses, not training.
+DEFAULT_PERMITS: tuple[Use, ...] = ("rag", "display", "summarize")
+# ISO 3166-1 alpha-2 (plus the reserved EU): where a customer is, and where content may go.
+Territory = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+UtcTime = Annotated[datetime, Meta(tz=True)]
 
 
 class Licence(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -29,6 +39,63 @@ class Licence(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     owner_share_bps: BasisPoints
     snippet_cap_chars: Annotated[int, Meta(ge=1, le=100_000)]
     attribution: Annotated[str, Meta(min_length=1, max_length=1_000)]
+    # Uses this licence grants; a use both permitted and prohibited is prohibited (RSL's rule).
+    permits: Annotated[list[Use], Meta(max_length=len(USES))] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_PERMITS)
+    )
+    prohibits: Annotated[list[Use], Meta(max_length=len(USES))] = msgspec.field(
+        default_factory=list
+    )
+    # Customers' territories the content may be served to; None: everywhere not excluded.
+    territories: Annotated[list[Territory], Meta(max_length=300)] | None = None
+    excluded_territories: Annotated[list[Territory], Meta(max_length=300)] = msgspec.field(
+        default_factory=list
+    )
+    # Served from `valid_from` (inclusive) until `valid_until` (exclusive); None: open-ended.
+    valid_from: UtcTime | None = None
+    valid_until: UtcTime | None = None
+
+    def __post_init__(self) -> None:
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be later than valid_from")
+
+    def canonical(self) -> Licence:
+        """The same terms with every use stated once, either permitted or prohibited, and
+        territories sorted: licences that mean the same compare equal (ids are immutable, so
+        equality decides what is a conflicting re-use of an id)."""
+        return msgspec.structs.replace(
+            self,
+            permits=[u for u in USES if self.allows_use(u)],  # type: ignore[misc]
+            prohibits=[u for u in USES if not self.allows_use(u)],  # type: ignore[misc]
+            territories=None if self.territories is None else sorted(set(self.territories)),
+            excluded_territories=sorted(set(self.excluded_territories)),
+        )
+
+    def allows_use(self, use: str) -> bool:
+        return use in self.permits and use not in self.prohibits
+
+    def serves(self, territory: str | None) -> bool:
+        """May a customer in `territory` (None: unknown) receive this content?"""
+        if territory is not None and territory in self.excluded_territories:
+            return False
+        return self.territories is None or (territory is not None and territory in self.territories)
+
+    def in_force(self, at: datetime) -> bool:
+        return (self.valid_from is None or self.valid_from <= at) and (
+            self.valid_until is None or at < self.valid_until
+        )
+
+    def refusal(self, *, use: str, territory: str | None, at: datetime) -> str | None:
+        """Why this licence does not let content go to this customer for this use now; None if
+        it does. The reason is shown to the customer, so it names the rule, not the terms."""
+        if not self.in_force(at):
+            return f"licence {self.id} is not in force at {at.isoformat(timespec='seconds')}"
+        if not self.allows_use(use):
+            return f"licence {self.id} does not permit the use {use!r}"
+        if not self.serves(territory):
+            where = "an unknown territory" if territory is None else f"territory {territory}"
+            return f"licence {self.id} does not allow serving customers in {where}"
+        return None
 
 
 class Owner(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -6,6 +6,7 @@
     ├── ForbiddenError             403  key is valid but its role or scope does not allow this
     ├── NotFound                   404  an id that does not exist
     ├── ConflictError              409  key reused with another body; concurrent edits
+    ├── RateLimited                429  an API key sent more requests than its rate allows
     ├── PaymentRequired            402  a search that cannot be paid for
     └── Unavailable                503  a dependency (model, index, database) is not ready
 
@@ -71,6 +72,18 @@ class ConflictError(FairshareError):
     status = 409
     slug = "conflict"
     title = "Conflict"
+
+
+class RateLimited(FairshareError):
+    """Carries `retry_after` (whole seconds, at least 1); `service/` sends it as `Retry-After`."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
 
 
 class Unavailable(FairshareError):

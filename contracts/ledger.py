@@ -63,6 +63,8 @@ class ReceiptClaims(msgspec.Struct, frozen=True, kw_only=True):
     currency: CurrencyCode
     cost_micros: Micros
     hits: list[ReceiptLine]
+    # The use the customer stated (or "rag"): the licence permission the hits were served under.
+    intended_use: str = "rag"
 
 
 class LicenceTerms(msgspec.Struct, frozen=True, kw_only=True):

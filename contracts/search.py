@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
+from contracts.catalog import Use
 from contracts.types import CurrencyCode, Micros, Slug
 
 MAX_TOP_K = 50
@@ -22,6 +23,13 @@ class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     datasets: Annotated[list[Slug], Meta(min_length=1, max_length=100)] | None = None
     max_cost_micros: Micros | None = None
     rerank: bool | None = None
+    # What the passages will be used for; only licences that permit it are searched.
+    # None is taken as "rag", this API's purpose (see `effective_use`).
+    intended_use: Use | None = None
+
+    @property
+    def effective_use(self) -> Use:
+        return self.intended_use or "rag"
 
 
 class Citation(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,6 +65,13 @@ class Timings(msgspec.Struct, frozen=True, kw_only=True):
     total: float
 
 
+class Withheld(msgspec.Struct, frozen=True, kw_only=True):
+    """A dataset the request named whose licence did not allow serving it; nothing was charged."""
+
+    dataset_id: str
+    reason: str
+
+
 class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):
     query_id: str
     results: list[SearchResult]
@@ -67,3 +82,6 @@ class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):
     # Ed25519-signed JWS over query_id, every charged passage and the amounts; check it offline
     # against the key at /v1/keys/receipts.
     receipt: str = ""
+    # The use the passages were licensed for (the request's `intended_use`, or "rag").
+    intended_use: str = "rag"
+    withheld: list[Withheld] = msgspec.field(default_factory=list)

@@ -80,7 +80,23 @@ _LICENCE_COLUMNS = (
     licences.c.owner_share_bps,
     licences.c.snippet_cap_chars,
     licences.c.attribution,
+    licences.c.permits,
+    licences.c.prohibits,
+    licences.c.territories,
+    licences.c.excluded_territories,
+    licences.c.valid_from,
+    licences.c.valid_until,
 )
+
+
+def _licence_values(licence: Licence) -> dict[str, Any]:
+    """The `licences` row of a canonical licence (lists stored as JSON arrays)."""
+    values = msgspec.structs.asdict(licence)
+    for column in ("permits", "prohibits", "excluded_territories"):
+        values[column] = msgspec.json.encode(values[column]).decode()
+    if licence.territories is not None:
+        values["territories"] = msgspec.json.encode(licence.territories).decode()
+    return values
 
 
 def _licence(row: AnyRow) -> Licence:
@@ -92,6 +108,12 @@ def _licence(row: AnyRow) -> Licence:
         owner_share_bps=row.owner_share_bps,
         snippet_cap_chars=row.snippet_cap_chars,
         attribution=row.attribution,
+        permits=msgspec.json.decode(row.permits),
+        prohibits=msgspec.json.decode(row.prohibits),
+        territories=None if row.territories is None else msgspec.json.decode(row.territories),
+        excluded_territories=msgspec.json.decode(row.excluded_territories),
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
     )
 
 
@@ -194,7 +216,7 @@ class CatalogStore:
         under. Raises NotFound (owner), InvalidInput (currency or field constraints) and
         ConflictError (licence id reused with other terms, dataset id held by another owner).
         """
-        licence = validated(licence)
+        licence = validated(licence).canonical()
         check_currency(licence.currency)
         probe = Dataset(
             id=dataset_id, owner_id=owner_id, name=name, description=description, licence=licence
@@ -226,9 +248,7 @@ class CatalogStore:
             await conn.execute(select(*_LICENCE_COLUMNS).where(licences.c.id == licence.id))
         ).first()
         if lic_row is None:
-            await conn.execute(
-                insert(licences), msgspec.structs.asdict(licence) | {"created_at": now}
-            )
+            await conn.execute(insert(licences), _licence_values(licence) | {"created_at": now})
         elif diff := _differences(_licence(lic_row), licence):
             raise ConflictError(
                 f"licence {licence.id} already exists with different terms ({', '.join(diff)}); "
@@ -262,6 +282,17 @@ class CatalogStore:
                     name=ds.name, description=ds.description, licence_id=licence.id, updated_at=now
                 )
             )
+
+    async def set_licence(self, dataset_id: str, licence: Licence) -> Dataset:
+        """Serve `dataset_id` under `licence` from now on (same rules as `add_dataset`)."""
+        current = await self.get_dataset(dataset_id)
+        return await self.add_dataset(
+            dataset_id=dataset_id,
+            owner_id=current.owner_id,
+            name=current.name,
+            description=current.description,
+            licence=licence,
+        )
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
         """The dataset with its licence and current document and chunk counts."""

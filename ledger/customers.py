@@ -17,21 +17,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import ConflictError, InvalidInput, NotFound
-from contracts.types import Micros
+from contracts.views import CustomerBalance
 from ledger import chain
 from ledger.db import ledger_transaction, write_transaction
 from ledger.journal import NewEntry, append
 from ledger.schema import customers, journal, postings
 
 MAX_TOPUP_MICROS = 10**15
-
-
-class CustomerBalance(msgspec.Struct, frozen=True, kw_only=True):
-    customer_id: str
-    currency: str
-    balance_micros: int  # top-ups less charges plus refunds; negative when on credit
-    credit_limit_micros: Micros | None  # None: no limit
-    available_micros: int | None  # what a search may still spend; None: no limit
 
 
 class Topup(msgspec.Struct, frozen=True, kw_only=True):
@@ -158,6 +150,23 @@ class CustomerAccounts:
                 .values(credit_limit_micros=limit_micros)
             )
         return await self.balance(customer_id)
+
+    async def set_territory(self, customer: str, territory: str | None) -> str | None:
+        """Where the customer is (ISO 3166-1 alpha-2), which licences' territories are checked
+        against; None: unknown, so only licences without a territory list serve it."""
+        if territory is not None and not (
+            len(territory) == 2 and territory.isascii() and territory.isalpha()
+        ):
+            raise InvalidInput(
+                f"territory must be an ISO 3166-1 alpha-2 code such as SG or DE, not {territory!r}"
+            )
+        code = None if territory is None else territory.upper()
+        customer_id, _ = await self.resolve(customer)
+        async with write_transaction(self._engine) as conn:
+            await conn.execute(
+                update(customers).where(customers.c.id == customer_id).values(territory=code)
+            )
+        return code
 
 
 def _balance(customer_id: str, currency: str, balance: int, limit: int | None) -> CustomerBalance:

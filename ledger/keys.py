@@ -47,6 +47,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     currency: str
     # The only datasets this key may search and be charged for; None: every dataset.
     datasets: frozenset[str] | None = None
+    # The customer's jurisdiction (ISO 3166-1 alpha-2); None: unknown.
+    territory: str | None = None
 
 
 def hash_key(api_key: str) -> str:
@@ -172,6 +174,7 @@ class KeyStore:
                 api_keys.c.owner_id,
                 customers.c.currency,
                 api_keys.c.dataset_scope,
+                customers.c.territory,
             )
             .join_from(api_keys, customers, api_keys.c.customer_id == customers.c.id)
             .where(api_keys.c.key_hash == hash_key(api_key), api_keys.c.revoked_at.is_(None))
@@ -188,6 +191,7 @@ class KeyStore:
             owner_id=row.owner_id,
             currency=row.currency,
             datasets=None if row.dataset_scope is None else frozenset(row.dataset_scope.split(",")),
+            territory=row.territory,
         )
 
     async def revoke(self, key_id: str) -> None:

@@ -94,6 +94,13 @@ licences = Table(
     Column("snippet_cap_chars", Integer, nullable=False),
     Column("attribution", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Lists as JSON arrays (msgspec); `territories` NULL means everywhere not excluded.
+    Column("permits", Text, nullable=False, server_default='["rag","display","summarize"]'),
+    Column("prohibits", Text, nullable=False, server_default='["train"]'),
+    Column("territories", Text, nullable=True),
+    Column("excluded_territories", Text, nullable=False, server_default="[]"),
+    Column("valid_from", UTCDateTime, nullable=True),
+    Column("valid_until", UTCDateTime, nullable=True),
     CheckConstraint("price_per_hit_micros >= 0", name="price_nonnegative"),
     CheckConstraint("owner_share_bps BETWEEN 0 AND 10000", name="share_in_range"),
 )
@@ -156,6 +163,9 @@ customers = Table(
     # How far below zero the prepaid balance may go. NULL: no limit (invoiced customer);
     # 0: strictly prepaid. Searches that would go further get 402.
     Column("credit_limit_micros", BigInteger, nullable=True),
+    # ISO 3166-1 alpha-2 of the customer's jurisdiction; NULL: unknown, so licences limited to
+    # some territories are not served to it.
+    Column("territory", CHAR(2), nullable=True),
     UniqueConstraint("name"),
 )
 

@@ -7,17 +7,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 
 from ledger.keys import Principal
-from service.auth import authenticate
+from service.auth import authenticate, authenticate_first
 from service.observability import access_middleware, metrics
-from service.problems import EXCEPTION_HANDLERS
-from service.routes import admin, catalog, health, ledger, owners, search
+from service.problems import EXCEPTION_HANDLERS, ErrorAndAuthDocs
+from service.ratelimit import enforce_rate_limit
+from service.routes import admin, catalog, health, ledger, licences, owners, search
 from service.runtime import Runtime, open_runtime
 from service.settings import Settings, load_settings
+from service.strict_json import StrictJsonRequest
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -29,6 +33,17 @@ def _runtime(state: State) -> Runtime:
 
 async def _principal(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
     return await authenticate(request, runtime)
+
+
+async def _rate_limit(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard: a request with a key spends one from that key's rate before its body is read, so
+    a refused one (429) is never searched or charged. Keyless routes and 401s spend nothing."""
+    if "principal" in handler.parsed_fn_signature.parameters:
+        runtime = _runtime(connection.app.state)
+        principal = await authenticate(connection, runtime)
+        await enforce_rate_limit(runtime.limiter, principal.key_id)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:
@@ -57,6 +72,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             ledger.my_balance,
             ledger.topup,
             ledger.credit_limit,
+            ledger.territory,
+            licences.get_licence,
+            licences.put_licence,
+            licences.put_licence_rsl,
             admin.add_owner,
             admin.list_owners,
             admin.add_dataset,
@@ -66,6 +85,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             metrics,
         ],
         middleware=[access_middleware],
+        guards=[authenticate_first, _rate_limit],
         dependencies={
             "runtime": Provide(_runtime, sync_to_thread=False),
             "principal": Provide(_principal),
@@ -73,6 +93,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=[lifespan],
         state=State({"runtime": runtime} if runtime is not None else {}),
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[ErrorAndAuthDocs()],
         openapi_config=OpenAPIConfig(title="Fairshare", version="0.1.0", path="/schema"),
         request_max_body_size=MAX_BODY_BYTES,
+        request_class=StrictJsonRequest,
     )

@@ -4,15 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
 from contracts import AuthError, ForbiddenError
 from ledger.keys import Principal
 from service.runtime import Runtime
 
+_PRINCIPAL = "principal"  # the dependency routes take, and its key in the request state
 
-async def authenticate(request: Request[Any, Any, Any], runtime: Runtime) -> Principal:
-    header = request.headers.get("authorization")
+
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime
+) -> Principal:
+    """The principal of the request's key, checked once per request."""
+    if isinstance(known := connection.state.get(_PRINCIPAL), Principal):
+        return known
+    principal = await _check_key(connection, runtime)
+    connection.state[_PRINCIPAL] = principal
+    return principal
+
+
+async def authenticate_first(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard: a route that takes a key checks it before its parameters and body are read (guards
+    run first; dependencies only after the body is decoded), so a missing or bad key is a 401
+    whatever else the request got wrong, and an anonymous caller learns nothing of the schema."""
+    if _PRINCIPAL in handler.parsed_fn_signature.parameters:
+        await authenticate(connection, connection.app.state.runtime)
+
+
+async def _check_key(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime) -> Principal:
+    header = connection.headers.get("authorization")
     if not header:
         raise AuthError(
             "missing API key: send `Authorization: Bearer <key>` (create one with "

@@ -14,9 +14,11 @@ from typing import Any
 import msgspec
 
 from contracts import FairshareError, InvalidInput, Owner, SearchRequest
+from contracts.catalog import USES
+from ledger.rsl import ImportTerms, licence_from_rsl, licence_to_rsl
 from service import cli_ledger
 from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
-from service.runtime import open_runtime
+from service.runtime import Runtime, open_runtime
 from service.searching import run_search
 from service.settings import Settings, load_settings
 
@@ -55,6 +57,7 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             "datasets": args.dataset or None,
             "max_cost_micros": args.max_cost_micros,
             "rerank": False if args.no_rerank else None,
+            "intended_use": args.intended_use,
         },
         SearchRequest,
     )
@@ -123,9 +126,39 @@ async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
                 licence=read_licence(Path(args.licence)),
             )
             _print_json(dataset)
+        elif args.action == "licence":
+            await _licence_command(args, runtime)
         else:
             _print_json(await runtime.catalog.list_datasets())
     return 0
+
+
+async def _licence_command(args: argparse.Namespace, runtime: Runtime) -> None:
+    """`datasets licence export|import`: the dataset's terms as an RSL 1.0 document, both ways."""
+    dataset = await runtime.catalog.get_dataset(args.dataset)
+    if args.licence_action == "export":
+        document = licence_to_rsl(dataset.licence, content_url=args.content_url)
+        if args.output:
+            Path(args.output).write_bytes(document)
+        else:
+            sys.stdout.write(document.decode())
+        return
+    try:
+        document = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {args.file}: {exc.strerror}") from None
+    licence = licence_from_rsl(
+        document,
+        currency=dataset.licence.currency,
+        terms=ImportTerms(
+            licence_id=args.licence_id,
+            name=args.name,
+            owner_share_bps=args.owner_share_bps,
+            snippet_cap_chars=args.snippet_cap_chars,
+            attribution=args.attribution,
+        ),
+    )
+    _print_json(await runtime.catalog.set_licence(args.dataset, licence))
 
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -225,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", action="append", help="restrict to a dataset (repeatable)")
     p.add_argument("--max-cost-micros", type=int)
     p.add_argument("--no-rerank", action="store_true")
+    p.add_argument("--intended-use", choices=USES, help="only licences permitting it (default rag)")
     p.add_argument("--api-key", help="defaults to $FAIRSHARE_API_KEY")
     p.add_argument("--idempotency-key")
 
@@ -261,6 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--name")
     d.add_argument("--description", default="")
     datasets.add_parser("list")
+    d = datasets.add_parser("licence", help="a dataset's licence as RSL 1.0 XML (export|import)")
+    licence = d.add_subparsers(dest="licence_action", required=True)
+    e = licence.add_parser("export", help="print or write the dataset's licence as RSL 1.0")
+    e.add_argument("dataset")
+    e.add_argument("--output", help="write here instead of stdout")
+    e.add_argument("--content-url", default="/", help="the <content url> the licence covers")
+    i = licence.add_parser("import", help="serve the dataset under an RSL 1.0 document's terms")
+    i.add_argument("dataset")
+    i.add_argument("file", help="the RSL XML file")
+    i.add_argument("--licence-id", help="id of the new licence (if the file does not say)")
+    i.add_argument("--name")
+    i.add_argument("--owner-share-bps", type=int)
+    i.add_argument("--snippet-cap-chars", type=int)
+    i.add_argument("--attribution")
 
     p = sub.add_parser("eval", help="score the search stages on a BEIR-format collection")
     p.add_argument("--data", required=True, help="folder with corpus.jsonl, queries.jsonl, qrels/")

@@ -73,6 +73,10 @@ async def cmd_customers(args: argparse.Namespace, settings: Settings) -> int:
         elif args.action == "credit-limit":
             limit = None if args.micros == "none" else _micros(args.micros)
             _print_json(await accounts.set_credit_limit(args.customer, limit))
+        elif args.action == "territory":
+            code = None if args.code == "none" else args.code
+            territory = await accounts.set_territory(args.customer, code)
+            _print_json({"customer": args.customer, "territory": territory})
         else:
             _print_json(await accounts.balance(args.customer))
     return 0
@@ -168,6 +172,9 @@ def add_parsers(sub: Any) -> None:
     a = actions.add_parser("credit-limit", help="how far below zero a balance may go")
     a.add_argument("customer", help="customer id or name")
     a.add_argument("micros", help="micros, 0 for strictly prepaid, or none for no limit")
+    a = actions.add_parser("territory", help="the jurisdiction a customer is served in")
+    a.add_argument("customer", help="customer id or name")
+    a.add_argument("code", help="ISO 3166-1 alpha-2 (SG, DE, ...), or none for unknown")
     a = actions.add_parser("balance", help="balance, limit and what is available")
     a.add_argument("customer", help="customer id or name")
 

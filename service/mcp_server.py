@@ -28,6 +28,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from contracts import AuthError, FairshareError, SearchRequest
 from ledger.keys import Principal
 from service.auth import require_role
+from service.ratelimit import enforce_rate_limit
 from service.routes.catalog import chunk_view
 from service.runtime import Runtime, open_runtime
 from service.searching import check_idempotency_key, run_search
@@ -76,7 +77,10 @@ def build_server(runtime: Runtime, *, stdio_api_key: str | None = None) -> MCPSe
     )
 
     async def principal(ctx: Context) -> Principal:
-        return await runtime.keys.authenticate(credentials.key(ctx))
+        # Every tool call spends from the key's rate, as an HTTP request does.
+        caller = await runtime.keys.authenticate(credentials.key(ctx))
+        await enforce_rate_limit(runtime.limiter, caller.key_id)
+        return caller
 
     @server.tool()
     async def search_licensed_data(
@@ -85,13 +89,16 @@ def build_server(runtime: Runtime, *, stdio_api_key: str | None = None) -> MCPSe
         top_k: int = 5,
         datasets: list[str] | None = None,
         max_cost_micros: int | None = None,
+        intended_use: Literal["rag", "display", "summarize", "train"] | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Search licensed data; every result is a paid hit charged to your key.
 
-        Returns the passages with their citations (show the attribution with each), the total
-        cost in micros, the query_id and a signed receipt. Retrying with the same
-        idempotency_key and arguments returns the original answer and charges nothing more.
+        State intended_use (rag, display, summarize or train; default rag) to get only passages
+        whose licence permits that use. Returns the passages with their citations (show the
+        attribution with each), the total cost in micros, the query_id and a signed receipt.
+        Retrying with the same idempotency_key and arguments returns the original answer and
+        charges nothing more.
         """
         try:
             caller = await principal(ctx)
@@ -102,6 +109,7 @@ def build_server(runtime: Runtime, *, stdio_api_key: str | None = None) -> MCPSe
                     "top_k": top_k,
                     "datasets": datasets,
                     "max_cost_micros": max_cost_micros,
+                    "intended_use": intended_use,
                 },
                 SearchRequest,
             )

@@ -51,6 +51,13 @@ RERANK_PAIRS = Histogram(
     "Query-passage pairs scored per rerank call",
     buckets=(1, 5, 10, 20, 30, 50, 100),
 )
+RATE_LIMITED = Counter(
+    "fairshare_rate_limited_total", "Requests refused with 429 because their key is over its rate"
+)
+RATE_LIMITER_ERRORS = Counter(
+    "fairshare_rate_limiter_errors_total",
+    "Requests let through unchecked because the rate limiter's store (Redis) failed",
+)
 
 access_log = logging.getLogger("fairshare.access")
 

@@ -29,6 +29,7 @@ from ranking.qdrant_index import QdrantIndex, open_qdrant
 from ranking.rerank import RerankerStatus, load_reranker
 from ranking.vectors import VectorIndex
 from service.observability import LEDGER_BATCH
+from service.ratelimit import RateLimiter, open_rate_limiter
 from service.settings import Settings
 
 # Embedders are expensive to load (~5 s) and read-only once loaded; one per process per model.
@@ -69,6 +70,7 @@ class Runtime:
     reranker: RerankerStatus
     pipeline: SearchPipeline
     receipts: ReceiptSigner
+    limiter: RateLimiter  # per API key; in process, or shared through FAIRSHARE_REDIS_URL
     _snapshot: CatalogSnapshot | None = None
     _snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -154,6 +156,7 @@ async def open_runtime(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
     qdrant: QdrantIndex | None = None
+    limiter: RateLimiter | None = None
     hits = HitLedger(engine, on_batch=LEDGER_BATCH.observe)
     try:
         await migrate(engine)
@@ -186,6 +189,7 @@ async def open_runtime(
             rerank_depth=settings.rerank_depth,
             embedder_languages=settings.embedder_language_set,
         )
+        limiter = await open_rate_limiter(settings)
         yield Runtime(
             settings=settings,
             engine=engine,
@@ -201,9 +205,12 @@ async def open_runtime(
             receipts=await asyncio.to_thread(
                 ReceiptSigner.load_or_create, settings.receipt_key_path
             ),
+            limiter=limiter,
         )
     finally:
         await hits.aclose()  # commit what is queued before the engine goes
+        if limiter is not None:
+            await limiter.aclose()
         if qdrant is not None:
             qdrant.close()
         await engine.dispose()

@@ -30,6 +30,7 @@ from contracts import (
     SearchResponse,
     SearchResult,
     Timings,
+    Withheld,
     split_price,
 )
 from ledger.catalog import Passage
@@ -50,9 +51,16 @@ class Candidate:
     dataset: Dataset
 
 
-def request_hash(request: SearchRequest) -> str:
-    """Hash of the decoded request, so key order and whitespace in the JSON do not matter."""
-    return hashlib.sha256(_encoder.encode(request)).hexdigest()
+def request_hash(request: SearchRequest, scope: frozenset[str] | None = None) -> str:
+    """Hash of the decoded request, so key order and whitespace in the JSON do not matter.
+
+    A scoped key's dataset scope is part of what it asks: Idempotency-Keys belong to the
+    account, and a scoped key must not replay what an unscoped key of the same account bought
+    (a 409, like any other reuse of the key for a different request)."""
+    digest = hashlib.sha256(_encoder.encode(request))
+    if scope is not None:
+        digest.update(b"\0scope:" + ",".join(sorted(scope)).encode())
+    return digest.hexdigest()
 
 
 def check_idempotency_key(key: str | None) -> str | None:
@@ -63,10 +71,8 @@ def check_idempotency_key(key: str | None) -> str | None:
     return key
 
 
-def searchable_datasets(
-    snapshot: CatalogSnapshot, request: SearchRequest, principal: Principal
-) -> dict[str, int]:
-    """Dataset id -> generation for the datasets this request may read and be charged for."""
+def check_scope(request: SearchRequest, principal: Principal) -> None:
+    """403 when the request names a dataset outside the key's scope."""
     scope = principal.datasets
     if request.datasets is not None and scope is not None:
         outside = sorted(set(request.datasets) - scope)
@@ -76,6 +82,19 @@ def searchable_datasets(
                 f"{', '.join(outside)}",
                 datasets=outside,
             )
+
+
+def searchable_datasets(
+    snapshot: CatalogSnapshot, request: SearchRequest, principal: Principal, now: datetime
+) -> tuple[dict[str, int], list[Withheld]]:
+    """Dataset id -> generation for the datasets this request may read and be charged for, and
+    the named datasets withheld because their licence does not allow this use, customer or time.
+
+    Licence rules filter rather than fail: content a licence does not allow is never searched,
+    so it is neither returned nor charged. Only datasets the request named are reported back.
+    """
+    scope = principal.datasets
+    check_scope(request, principal)
     if request.datasets is not None:
         unknown = sorted(set(request.datasets) - set(snapshot.datasets))
         if unknown:
@@ -95,7 +114,17 @@ def searchable_datasets(
             for d in snapshot.datasets.values()
             if d.licence.currency == principal.currency and (scope is None or d.id in scope)
         ]
-    return {d: snapshot.generations[d] for d in wanted}
+    allowed: dict[str, int] = {}
+    withheld: list[Withheld] = []
+    for dataset_id in wanted:
+        reason = snapshot.datasets[dataset_id].licence.refusal(
+            use=request.effective_use, territory=principal.territory, at=now
+        )
+        if reason is None:
+            allowed[dataset_id] = snapshot.generations[dataset_id]
+        elif request.datasets is not None:
+            withheld.append(Withheld(dataset_id=dataset_id, reason=reason))
+    return allowed, withheld
 
 
 def cap_snippet(passage: Passage, cap: int) -> tuple[str, int, int]:
@@ -153,7 +182,8 @@ async def run_search(
     started = time.perf_counter()
     if not request.query.strip():
         raise InvalidInput("query is blank")
-    digest = request_hash(request)
+    check_scope(request, principal)  # before any replay: a retry is no way around the scope
+    digest = request_hash(request, principal.datasets)
     if idempotency_key is not None:
         replayed = await runtime.hits.replay(
             customer_id=principal.customer_id, idempotency_key=idempotency_key, request_hash=digest
@@ -162,7 +192,8 @@ async def run_search(
             return replayed
 
     snapshot = await runtime.snapshot()
-    generations = searchable_datasets(snapshot, request, principal)
+    now = datetime.now(UTC)
+    generations, withheld = searchable_datasets(snapshot, request, principal, now)
     passages: dict[str, Passage] = {}
 
     async def load(ids: Sequence[str]) -> Mapping[str, str]:
@@ -200,7 +231,6 @@ async def run_search(
         )
 
     query_id = uuid.uuid4().hex
-    now = datetime.now(UTC)
     results: list[SearchResult] = []
     hits: list[Hit] = []
     for rank, candidate in enumerate(chosen, start=1):
@@ -245,6 +275,7 @@ async def run_search(
             currency=principal.currency,
             cost_micros=cost,
             hits=[receipt_line(h) for h in hits],
+            intended_use=request.effective_use,
         )
     )
     response = SearchResponse(
@@ -260,6 +291,8 @@ async def run_search(
             total=round((time.perf_counter() - started) * 1000, 3),
         ),
         receipt=receipt,
+        intended_use=request.effective_use,
+        withheld=withheld,
     )
     body = _encoder.encode(response)
     recorded = await runtime.hits.record(

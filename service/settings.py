@@ -79,10 +79,29 @@ SETTINGS: tuple[Setting, ...] = (
         "10000000",
         "Smallest payout, in micros of the owner's currency; less is carried forward.",
     ),
+    Setting(
+        "rate_limit_per_minute",
+        "600",
+        "Requests each API key may make per minute, sustained, over all authenticated /v1 routes "
+        "together; more get 429 with Retry-After. 0 turns rate limits off.",
+    ),
+    Setting(
+        "rate_limit_burst",
+        "60",
+        "Requests a key may make at once, after a pause, before the per-minute rate applies.",
+    ),
+    Setting(
+        "redis_url",
+        "",
+        "Redis URL (redis://, rediss:// or unix://) that holds the rate limits, so that every "
+        "replica shares one budget per key; empty keeps them in this process (one budget per "
+        "process).",
+    ),
     Setting("host", "127.0.0.1", "Address `fairshare serve` binds."),
     Setting("port", "8000", "Port `fairshare serve` listens on."),
 )
 ENV_PREFIX = "FAIRSHARE_"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +120,9 @@ class Settings:
     stripe_api_key: str
     stripe_api_base: str
     payout_minimum_micros: int
+    rate_limit_per_minute: int
+    rate_limit_burst: int
+    redis_url: str
     host: str
     port: int
 
@@ -169,6 +191,12 @@ def _build(raw: dict[str, str]) -> Settings:
         )
     if values["payout_minimum_micros"] < 0:
         raise InvalidInput("FAIRSHARE_PAYOUT_MINIMUM_MICROS must be >= 0")
+    if values["rate_limit_per_minute"] < 0:
+        raise InvalidInput("FAIRSHARE_RATE_LIMIT_PER_MINUTE must be >= 0 (0: no limit)")
+    if values["rate_limit_burst"] < 1:
+        raise InvalidInput("FAIRSHARE_RATE_LIMIT_BURST must be >= 1")
+    if values["redis_url"] and not values["redis_url"].startswith(REDIS_SCHEMES):
+        raise InvalidInput(f"FAIRSHARE_REDIS_URL must start with one of {', '.join(REDIS_SCHEMES)}")
     if not 1 <= values["port"] <= 65535:
         raise InvalidInput("FAIRSHARE_PORT must be within 1..65535")
     return Settings(**values)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import msgspec
 from litestar import get
 
-from contracts import Citation, Dataset
+from contracts import Dataset
+from contracts.views import ChunkView
 from ledger.keys import Principal
 from service.runtime import Runtime
 from service.searching import cap_snippet, cite
-
-
-class ChunkView(msgspec.Struct, frozen=True, kw_only=True):
-    """A chunk's citation and price. `text` is present only when this customer has already
-    paid for the passage (or the key is its owner's or an admin's): this route never gives
-    away what `/v1/search` charges for."""
-
-    chunk_id: str
-    price_micros: int
-    currency: str
-    purchased: bool
-    text: str | None
-    citation: Citation
 
 
 @get("/v1/datasets", summary="The catalog: datasets, owners, licence terms and prices")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, get
+from litestar.openapi import ResponseSpec
 from sqlalchemy import text
 
 from service.runtime import Runtime
@@ -15,7 +16,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: database, embedder, indexes and reranker")
+@get(
+    "/readyz",
+    summary="Readiness: database, embedder, indexes and reranker",
+    responses={503: ResponseSpec(dict[str, Any], description="Not ready: see `checks`")},
+)
 async def readyz(runtime: Runtime) -> Response[dict[str, Any]]:
     checks: dict[str, Any] = {}
     ready = True

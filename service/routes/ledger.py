@@ -9,9 +9,11 @@ from litestar import get, post, put
 from litestar.params import Parameter
 from msgspec import Meta
 
-from contracts import NotFound, Payout, ReceiptClaims
+from contracts import NotFound, Payout
+from contracts.catalog import Territory
 from contracts.ledger import ReversalReason
-from ledger.customers import MAX_TOPUP_MICROS, CustomerAccounts, CustomerBalance, Topup
+from contracts.views import CustomerBalance, Receipt
+from ledger.customers import MAX_TOPUP_MICROS, CustomerAccounts, Topup
 from ledger.keys import Principal
 from ledger.periods import close_period
 from ledger.receipts import receipt_header, verify_receipt
@@ -20,15 +22,6 @@ from service.auth import require_owner_access, require_role
 from service.runtime import Runtime
 
 _receipt_of = msgspec.json.Decoder(dict[str, Any])
-
-
-class Receipt(msgspec.Struct, frozen=True, kw_only=True):
-    """`jws` is what was signed; `claims` is its payload, decoded (and verified) for convenience."""
-
-    query_id: str
-    key_id: str
-    jws: str
-    claims: ReceiptClaims
 
 
 class ReversalCreate(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -124,6 +117,24 @@ async def credit_limit(
     return await CustomerAccounts(runtime.engine).set_credit_limit(
         customer_id, data.credit_limit_micros
     )
+
+
+class CustomerTerritory(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    # ISO 3166-1 alpha-2; null: unknown (licences limited to territories then serve nothing).
+    territory: Territory | None
+
+
+@put(
+    "/v1/admin/customers/{customer_id:str}/territory",
+    summary="Set the jurisdiction a customer is served in (licences' territories apply to it)",
+    tags=["ledger"],
+)
+async def territory(
+    customer_id: str, data: CustomerTerritory, runtime: Runtime, principal: Principal
+) -> CustomerTerritory:
+    require_role(principal, "admin")
+    code = await CustomerAccounts(runtime.engine).set_territory(customer_id, data.territory)
+    return CustomerTerritory(territory=code)
 
 
 @post(

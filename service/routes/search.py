@@ -11,11 +11,17 @@ from litestar.params import Parameter
 from contracts import SearchRequest, SearchResponse
 from ledger.keys import Principal
 from service.auth import require_role
+from service.problems import problem_responses
 from service.runtime import Runtime
 from service.searching import check_idempotency_key, run_search
 
 
-@post("/v1/search", status_code=200, summary="Search licensed data; every result is a paid hit")
+@post(
+    "/v1/search",
+    status_code=200,
+    summary="Search licensed data; every result is a paid hit",
+    responses=problem_responses(402),
+)
 async def search(
     request: Request[Any, Any, Any],
     data: SearchRequest,

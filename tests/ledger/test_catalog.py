@@ -45,7 +45,7 @@ async def test_add_dataset_embeds_licence_and_is_idempotent(catalog: CatalogStor
     await catalog.add_owner(owner())
     kwargs = dict(dataset_id="guides", owner_id="acme", name="Guides", description="d")
     ds = await catalog.add_dataset(**kwargs, licence=licence())
-    assert ds.licence == licence() and ds.owner_id == "acme"
+    assert ds.licence == licence().canonical() and ds.owner_id == "acme"
     assert (ds.document_count, ds.chunk_count) == (0, 0)
     assert await catalog.add_dataset(**kwargs, licence=licence()) == ds
     assert await catalog.list_datasets() == [ds]
@@ -90,7 +90,7 @@ async def test_dataset_update_switches_to_new_licence(catalog: CatalogStore) -> 
     ds = await catalog.add_dataset(
         dataset_id="guides", owner_id="acme", name="Renamed", description="new", licence=new_terms
     )
-    assert (ds.name, ds.description, ds.licence) == ("Renamed", "new", new_terms)
+    assert (ds.name, ds.description, ds.licence) == ("Renamed", "new", new_terms.canonical())
     assert await catalog.serving_state() == {"guides": (0, "std-v2")}
 
 

@@ -31,6 +31,13 @@ def assert_problem(response: object, status: int, *needles: str) -> dict[str, ob
         ('{"query": "x", "top_k": 0}', "top_k"),
         ('{"query": "x", "top_k": 51}', "top_k"),
         ('{"query": "x", "top_k": "ten"}', "top_k"),
+        # Strict JSON: lax coercion of a numeric or boolean string would hide a client's type bug.
+        ('{"query": "x", "top_k": "5"}', "top_k: expected `int`, got `str`"),
+        ('{"query": "x", "top_k": "4000"}', "top_k: expected `int`, got `str`"),
+        ('{"query": "x", "top_k": 5.0}', "top_k: expected `int`, got `float`"),
+        ('{"query": "x", "rerank": "false"}', "rerank"),
+        ('{"query": "x", "max_cost_micros": "100"}', "max_cost_micros"),
+        ('{"query": 5}', "query: expected `str`, got `int`"),
         ('{"query": ""}', "query"),
         ('{"query": "   "}', "query is blank"),
         ('{"query": "x", "datasets": []}', "datasets"),
@@ -77,6 +84,20 @@ async def test_missing_or_bad_keys_are_401(
     assert_problem(await client.get("/v1/datasets", headers=headers), 401)
 
 
+@pytest.mark.parametrize(
+    "body", ['{"query": "x", ', '{"query": "x", "top_k": "5"}', '{"query": "x", "datasets": [""]}']
+)
+async def test_a_bad_key_is_401_before_the_body_is_read(
+    client: httpx.AsyncClient, body: str
+) -> None:
+    """The key is checked first: an anonymous caller learns nothing about what its body lacks."""
+    for headers in ({}, {"Authorization": "Bearer fs_not-a-real-key"}):
+        response = await client.post(
+            SEARCH, content=body, headers={**headers, "Content-Type": "application/json"}
+        )
+        assert_problem(response, 401)
+
+
 async def test_bad_inputs_write_nothing_to_the_ledger(
     client: httpx.AsyncClient,
     keys: Keys,
@@ -107,6 +128,24 @@ async def test_roles_are_enforced(client: httpx.AsyncClient, keys: Keys) -> None
         ),
         403,
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "needle"),
+    [
+        (
+            "/v1/admin/customers/c/topups",
+            {"amount_micros": "1000", "reference": "r"},
+            "amount_micros",
+        ),
+        ("/v1/admin/reversals", {"query_id": "q", "reason": "other", "rank": "1"}, "rank"),
+    ],
+)
+async def test_admin_bodies_are_decoded_strictly(
+    client: httpx.AsyncClient, keys: Keys, path: str, body: dict[str, object], needle: str
+) -> None:
+    response = await client.post(path, json=body, headers=keys.auth(keys.admin))
+    assert_problem(response, 400, needle, "expected")
 
 
 @pytest.mark.parametrize("period", ["2026-13", "2026-1", "26-01", "january", "2026-00"])

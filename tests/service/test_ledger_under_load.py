@@ -80,7 +80,9 @@ async def demo_deployment(name: str, data_dir: Path, database_url: str = "") -> 
     settings = make_settings(data_dir, database_url=database_url)
     async with open_runtime(settings, with_reranker=False) as runtime:
         await load_demo_catalog(runtime, progress=False)
-    env = {"FAIRSHARE_DATA_DIR": str(data_dir)}
+    # One key sends ~50 searches a second here, far past the default per-key rate limit: this
+    # test is about the ledger, so the limit is off (tests/service/test_rate_limits.py has it).
+    env = {"FAIRSHARE_DATA_DIR": str(data_dir), "FAIRSHARE_RATE_LIMIT_PER_MINUTE": "0"}
     if database_url:
         env["FAIRSHARE_DATABASE_URL"] = database_url
     return Deployment(name, env, settings.resolved_database_url)

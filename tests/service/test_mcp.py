@@ -130,6 +130,7 @@ async def test_paid_search_is_recorded_and_replays(
             "top_k",
             "datasets",
             "max_cost_micros",
+            "intended_use",
             "idempotency_key",
         }
         assert tools["get_passage"].input_schema["required"] == ["chunk_id"]
@@ -181,6 +182,20 @@ async def test_catalog_and_bad_input_are_tool_results(
         assert "query is blank" in _error_text(blank)
         missing = await client.call_tool("get_passage", {"chunk_id": "no-such-chunk"})
         assert "chunk no-such-chunk does not exist" in _error_text(missing)
+        # The demo licences do not permit training: nothing is served or charged for it.
+        first = expected[0].id
+        train = _structured(
+            await client.call_tool(
+                "search_licensed_data",
+                {"query": QUERY, "datasets": [first], "intended_use": "train"},
+            )
+        )
+        assert train["results"] == [] and train["cost_micros"] == 0
+        assert [w["dataset_id"] for w in train["withheld"]] == [first]
+        resell = await client.call_tool(
+            "search_licensed_data", {"query": QUERY, "intended_use": "resell"}
+        )
+        assert "intended_use" in _error_text(resell)
         assert await demo_runtime.hits.count_hits() == recorded
 
 

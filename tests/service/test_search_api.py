@@ -237,11 +237,10 @@ async def test_catalog_lists_datasets_with_terms(client: httpx.AsyncClient, keys
     response = await client.get("/v1/datasets", headers=keys.auth(keys.agent))
     assert response.status_code == 200
     datasets = {d["id"]: d for d in response.json()}
-    assert len(datasets) == 3
+    assert set(demo_licences()) <= set(datasets)  # other modules may add their own
     for dataset_id, licence in demo_licences().items():
-        assert datasets[dataset_id]["licence"] == msgspec.to_builtins(licence)
+        assert datasets[dataset_id]["licence"] == msgspec.to_builtins(licence.canonical())
         assert datasets[dataset_id]["document_count"] >= 50
-    assert sum(d["document_count"] for d in datasets.values()) >= 150
 
 
 async def test_health_readiness_and_openapi(client: httpx.AsyncClient) -> None:
