@@ -49,11 +49,11 @@ from tests.service.load_support import (
     run_load,
 )
 
-SEARCHES = 2_000
+SEARCHES = 1_000
 CLIENTS = 8
 RETRY_SHARE = 0.10
-CRASH_SEARCHES = 800
-KILL_AFTER_ANSWERS = 300
+CRASH_SEARCHES = 500
+KILL_AFTER_ANSWERS = 200
 ABANDON_SHARE = 0.03
 # Retrieval work is not under test here: 20 candidates per retriever (4x the largest top_k asked
 # for) instead of 100 makes each search ~12% cheaper on 2 cores and changes nothing the ledger
