@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit test-services clean
+.PHONY: install run test lint typecheck unit test-services bench clean
 
 # Reinstall only when the dependency pins change. torch==2.13.0 resolves to the CPU wheel on disk.
 $(STAMP): pyproject.toml sdk/pyproject.toml
@@ -46,6 +46,11 @@ test-services:
 	      "(or your system's Redis package)" >&2; \
 	    exit 1; \
 	  fi; }
+
+## Live `fairshare serve` under wrk at 1, 4 and 16 clients against the model-only reference
+## (bench/serve.py; needs `wrk`: apt-get install wrk). Writes bench/out/serve.json.
+bench: $(STAMP)
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

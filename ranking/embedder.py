@@ -13,6 +13,8 @@ from numpy.typing import NDArray
 # The packaged all-MiniLM-L6-v2 is used when installed; otherwise the name resolves on a hub.
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_BATCH = 64
+# torch: sentence-transformers; onnx / onnx-int8: ONNX Runtime fp32 / int8 (`ranking.embed_onnx`).
+EMBEDDER_BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class Embedder(Protocol):

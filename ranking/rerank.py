@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from ranking.rerank_cache import RERANK_CACHE_SIZE, ScoreCache, normalise_query
+from ranking.rerank_cache import RERANK_CACHE_SIZE, CacheKey, ScoreCache, normalise_query
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 # One batch covers the default rerank depth (30); bench/rerank_speed.py measures 16/32/50.
@@ -30,11 +30,18 @@ RERANK_MAX_LENGTH = 320
 Candidate = tuple[str, str]  # (chunk id, the text the cross-encoder reads: title + chunk)
 
 
+Request = tuple[str, Sequence[Candidate]]  # (query, its candidates)
+
+
 class Reranker(Protocol):
     model_name: str
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
         """One score per candidate, in order; higher is better."""
+        ...
+
+    def score_many(self, requests: Sequence[Request]) -> list[list[float]]:
+        """`score` for several queries at once, in one model call where the backend allows."""
         ...
 
 
@@ -47,7 +54,8 @@ class PairScorer(Protocol):
 class CrossEncoderReranker:
     """A `PairScorer` behind the score cache; safe to call from several threads.
 
-    `pairs_scored` counts pairs the model actually ran on (cache misses), for tests and metrics.
+    `pairs_scored` counts pairs the model actually ran on (cache misses) and `model_calls` the
+    calls that ran them, for tests and metrics.
     """
 
     def __init__(
@@ -63,29 +71,42 @@ class CrossEncoderReranker:
         self.scorer = scorer
         self.cache = ScoreCache(cache_size)
         self.pairs_scored = 0
+        self.model_calls = 0
         # Neither torch modules nor a shared ORT session gain from concurrent calls on 2 cores:
         # each already uses every core, so a second caller would only thrash them.
         self._lock = threading.Lock()
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
-        if not candidates:
-            return []
-        normalised = normalise_query(query)
-        keys = [(normalised, chunk_id) for chunk_id, _ in candidates]
-        known = self.cache.get_many(keys)
-        # A chunk id names its text, so one score per id is enough even if it repeats.
-        missing = {
-            key: text for key, (_, text) in zip(keys, candidates, strict=True) if key not in known
-        }
+        return self.score_many([(query, candidates)])[0]
+
+    def score_many(self, requests: Sequence[Request]) -> list[list[float]]:
+        """Every request's scores, with all their cache misses in one model call.
+
+        The micro-batcher (`ranking.batching`) hands several concurrent searches' heads here, so
+        their pairs share forward passes instead of queueing for the model one search at a time.
+        """
+        keyed = [
+            [(normalise_query(query), chunk_id) for chunk_id, _ in candidates]
+            for query, candidates in requests
+        ]
+        known = self.cache.get_many(key for keys in keyed for key in keys)
+        # A chunk id names its text, so one score per (query, id) is enough even if it repeats,
+        # within a request or across requests.
+        missing: dict[CacheKey, str] = {}
+        for keys, (_, candidates) in zip(keyed, requests, strict=True):
+            for key, (_, text) in zip(keys, candidates, strict=True):
+                if key not in known:
+                    missing.setdefault(key, text)
         if missing:
-            pairs = [(normalised, text) for text in missing.values()]
+            pairs = [(query, text) for (query, _), text in missing.items()]
             with self._lock:
                 fresh = self.scorer.score_pairs(pairs)
                 self.pairs_scored += len(pairs)
+                self.model_calls += 1
             scored = dict(zip(missing, fresh, strict=True))
             self.cache.put_many(scored)
             known.update(scored)
-        return [known[key] for key in keys]
+        return [[known[key] for key in keys] for keys in keyed]
 
 
 class RerankerStatus:

@@ -32,14 +32,22 @@ from service.observability import LEDGER_BATCH
 from service.ratelimit import RateLimiter, open_rate_limiter
 from service.settings import Settings
 
-# Embedders are expensive to load (~5 s) and read-only once loaded; one per process per model.
-_EMBEDDERS: dict[str, SentenceEmbedder] = {}
+# Embedders are expensive to load (~5 s) and read-only once loaded; one per process per model
+# and backend.
+_EMBEDDERS: dict[tuple[str, str], Embedder] = {}
 
 
-def shared_embedder(model: str) -> SentenceEmbedder:
-    if model not in _EMBEDDERS:
-        _EMBEDDERS[model] = SentenceEmbedder(model)
-    return _EMBEDDERS[model]
+def shared_embedder(model: str, backend: str = "torch", cache_dir: Path | None = None) -> Embedder:
+    if (model, backend) not in _EMBEDDERS:
+        if backend == "torch":
+            _EMBEDDERS[model, backend] = SentenceEmbedder(model)
+        else:
+            from ranking.embed_onnx import OnnxEmbedder  # onnxruntime loads only when asked for
+
+            _EMBEDDERS[model, backend] = OnnxEmbedder(
+                model, quantized=backend == "onnx-int8", cache_dir=cache_dir
+            )
+    return _EMBEDDERS[model, backend]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +168,12 @@ async def open_runtime(
     hits = HitLedger(engine, on_batch=LEDGER_BATCH.observe)
     try:
         await migrate(engine)
-        embedder = await asyncio.to_thread(shared_embedder, settings.embedder_model)
+        embedder = await asyncio.to_thread(
+            shared_embedder,
+            settings.embedder_model,
+            settings.embedder_backend,
+            settings.data_dir / "embedder-onnx",
+        )
         faiss = FaissIndex(settings.data_dir / "faiss", embedder.dim)
         lexical = BM25Index(settings.data_dir / "bm25")
         if with_qdrant or (with_qdrant is None and settings.vector_backend == "qdrant"):
@@ -188,6 +201,8 @@ async def open_runtime(
             candidate_depth=settings.candidate_depth,
             rerank_depth=settings.rerank_depth,
             embedder_languages=settings.embedder_language_set,
+            batch_max_size=settings.batch_max_size,
+            batch_max_wait_ms=settings.batch_max_wait_ms,
         )
         limiter = await open_rate_limiter(settings)
         yield Runtime(

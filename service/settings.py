@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts import InvalidInput
+from ranking.embedder import EMBEDDER_BACKENDS
 from ranking.rerank import BACKENDS as RERANKER_BACKENDS
 
 
@@ -41,6 +42,12 @@ SETTINGS: tuple[Setting, ...] = (
         "sentence-transformers name or path; the default loads the packaged weights.",
     ),
     Setting(
+        "embedder_backend",
+        "torch",
+        "How the embedder runs: torch, onnx (fp32 ONNX Runtime) or onnx-int8 (dynamically "
+        "quantized), exported once into <data dir>/embedder-onnx. See README, Measured.",
+    ),
+    Setting(
         "embedder_languages",
         "en",
         "Comma-separated ISO 639-1 languages the embedder reads well, or * for any; dense "
@@ -61,6 +68,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rerank_depth", "30", "How many fused candidates the cross-encoder rescores."),
     Setting(
         "candidate_depth", "100", "Candidates taken from each of the dense and BM25 retrievers."
+    ),
+    Setting(
+        "batch_max_size",
+        "32",
+        "Most query embeddings, or most searches' rerank heads, that concurrent searches share "
+        "in one model call.",
+    ),
+    Setting(
+        "batch_max_wait_ms",
+        "2",
+        "Longest a batch waits, in milliseconds, for searches in flight to join it; a lone "
+        "search never waits. 0 batches only what queued while the model was busy.",
     ),
     Setting(
         "receipt_key_file",
@@ -111,11 +130,14 @@ class Settings:
     qdrant_url: str
     vector_backend: str
     embedder_model: str
+    embedder_backend: str
     embedder_languages: str
     reranker_model: str
     reranker_backend: str
     rerank_depth: int
     candidate_depth: int
+    batch_max_size: int
+    batch_max_wait_ms: int
     receipt_key_file: str
     stripe_api_key: str
     stripe_api_base: str
@@ -185,10 +207,18 @@ def _build(raw: dict[str, str]) -> Settings:
             values[f.name] = value
     if values["vector_backend"] not in ("faiss", "qdrant"):
         raise InvalidInput("FAIRSHARE_VECTOR_BACKEND must be 'faiss' or 'qdrant'")
+    if values["embedder_backend"] not in EMBEDDER_BACKENDS:
+        raise InvalidInput(
+            f"FAIRSHARE_EMBEDDER_BACKEND must be one of {', '.join(EMBEDDER_BACKENDS)}"
+        )
     if values["reranker_backend"] not in RERANKER_BACKENDS:
         raise InvalidInput(
             f"FAIRSHARE_RERANKER_BACKEND must be one of {', '.join(RERANKER_BACKENDS)}"
         )
+    if values["batch_max_size"] < 1:
+        raise InvalidInput("FAIRSHARE_BATCH_MAX_SIZE must be >= 1")
+    if values["batch_max_wait_ms"] < 0:
+        raise InvalidInput("FAIRSHARE_BATCH_MAX_WAIT_MS must be >= 0")
     if values["payout_minimum_micros"] < 0:
         raise InvalidInput("FAIRSHARE_PAYOUT_MINIMUM_MICROS must be >= 0")
     if values["rate_limit_per_minute"] < 0:

@@ -1,17 +1,22 @@
-"""The search pipeline on real indexes: language-aware fusion and per-language BM25."""
+"""The search pipeline on real indexes: language-aware fusion, per-language BM25, batching."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import pytest
 import pytest_asyncio
+from numpy.typing import NDArray
 
 from contracts import Licence, Owner
 from ingest.run import ingest_source
-from ranking.embedder import SentenceEmbedder
+from ranking.embedder import Embedder, SentenceEmbedder
 from ranking.pipeline import SearchPipeline
+from ranking.rerank import CrossEncoderReranker, PairScorer, load_reranker
 from service.runtime import Runtime, open_runtime
 from tests.conftest import make_settings
 
@@ -131,3 +136,117 @@ async def test_english_hybrid_uses_both_retrievers(runtime: Runtime) -> None:
     hybrid = await ranked(runtime.pipeline, runtime, query, "en-docs", "hybrid")
     assert hybrid[0] == dense[0]
     assert set(dense) <= set(hybrid)
+
+
+class CountingEmbedder:
+    """The real embedder, counting how many queries each `embed_queries` call carried."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.dim = inner.dim
+        self.max_tokens = inner.max_tokens
+        self.calls: list[int] = []
+
+    def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.calls.append(len(texts))
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.inner.embed_passages(texts)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return self.inner.token_spans(text)
+
+
+class CountingScorer:
+    """The real cross-encoder backend, counting its calls and the pairs each carried."""
+
+    def __init__(self, inner: PairScorer) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        self.calls.append(len(pairs))
+        return self.inner.score_pairs(pairs)
+
+
+CONCURRENT_QUERIES = [
+    "How many people live in the German capital?",
+    "Which river reaches the North Sea?",
+    "highest mountains in Europe",
+    "autumn beer festival in Munich",
+    "Where does the Rhine start?",
+    "population of Berlin",
+    "Swiss Alps",
+    "Oktoberfest",
+]
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(test_reranker_path: Path) -> PairScorer:
+    status = load_reranker(str(test_reranker_path))
+    assert isinstance(status.reranker, CrossEncoderReranker), status.detail
+    return status.reranker.scorer
+
+
+def counting_pipeline(
+    runtime: Runtime, cross_encoder: PairScorer | None = None
+) -> tuple[SearchPipeline, CountingEmbedder, CountingScorer | None]:
+    embedder = CountingEmbedder(runtime.embedder)
+    scorer = CountingScorer(cross_encoder) if cross_encoder is not None else None
+    reranker = CrossEncoderReranker("test", "torch", scorer) if scorer is not None else None
+    pipeline = SearchPipeline(embedder, runtime.faiss, runtime.lexical, reranker)
+    return pipeline, embedder, scorer
+
+
+async def test_concurrent_searches_share_forward_passes_and_match_lone_results(
+    runtime: Runtime, cross_encoder: PairScorer
+) -> None:
+    gens = {"en-docs": (await runtime.catalog.generations())["en-docs"]}
+
+    async def texts(ids: Sequence[str]) -> dict[str, str]:
+        passages = await runtime.catalog.get_passages(ids)
+        return {cid: f"{p.title}\n{p.text}" for cid, p in passages.items()}
+
+    async def search(pipeline: SearchPipeline, query: str) -> dict[str, float]:
+        ranking = await pipeline.search(query, generations=gens, rerank=True, texts=texts)
+        assert ranking.reranked
+        return {r.chunk_id: r.score for r in ranking.items}
+
+    alone, alone_embedder, alone_scorer = counting_pipeline(runtime, cross_encoder)
+    expected = [await search(alone, q) for q in CONCURRENT_QUERIES]
+    # One at a time, nothing is batched (and nothing waited for company).
+    assert alone_embedder.calls == [1] * 8
+    assert alone_scorer is not None and len(alone_scorer.calls) == 8
+
+    together, embedder, scorer = counting_pipeline(runtime, cross_encoder)
+    results = await asyncio.gather(*(search(together, q) for q in CONCURRENT_QUERIES))
+    assert sum(embedder.calls) == 8 and len(embedder.calls) < 8
+    assert together.embed_batcher.batches == len(embedder.calls)
+    assert scorer is not None and sum(scorer.calls) == sum(alone_scorer.calls)
+    assert len(scorer.calls) < 8
+    # Each search gets what it gets alone: same candidates, same scores (batch padding may move
+    # the last float bits, never more).
+    for got, want in zip(results, expected, strict=True):
+        assert list(got) == list(want)
+        assert got == pytest.approx(want, abs=1e-5)
+
+
+async def test_a_repeated_query_is_embedded_once(runtime: Runtime) -> None:
+    pipeline, embedder, _ = counting_pipeline(runtime)
+    gens = {"en-docs": (await runtime.catalog.generations())["en-docs"]}
+    first = await pipeline.search("Swiss  Alps", generations=gens, rerank=False, texts=no_texts)
+    # The same query up to whitespace is the same key: answered without the model.
+    again = await pipeline.search(" Swiss Alps\n", generations=gens, rerank=False, texts=no_texts)
+    assert embedder.calls == [1]
+    assert again.items == first.items
+    assert (pipeline.query_vectors.hits, pipeline.query_vectors.misses) == (1, 1)
+    # Concurrent duplicates in one batch are embedded once too.
+    await asyncio.gather(
+        *(
+            pipeline.search("Rhine", generations=gens, rerank=False, texts=no_texts)
+            for _ in range(3)
+        )
+    )
+    assert sum(embedder.calls) == 2

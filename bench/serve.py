@@ -1,0 +1,594 @@
+"""Live-server latency and throughput of `POST /v1/search` against a model-only reference.
+
+    .venv/bin/python bench/serve.py [--data ../shared/data/ir/scifact] [--duration 20]
+        [--rerank-duration 60] [--concurrency 1,4,16] [--rebuild] [--limit-docs N]  # make bench
+
+What it does, in one process and one run, on this machine:
+
+1. **Index.** SciFact's corpus goes through the real ingest (as `fairshare ingest` runs it:
+   chunking, embedding, FAISS, Qdrant local mode, BM25) into `var/bench/<name>/` (git-ignored),
+   reused by later runs; `--rebuild` starts it afresh. When it builds, it times the ingest in
+   chunks/s and then embeds the very same passage texts, in the same calls, with the same
+   embedder and batch size (embedding only), for the ingest ratio.
+2. **Load.** A live `fairshare serve` on a free 127.0.0.1 port (rate limits off, the cross-encoder
+   loaded, rerank depth 30) takes `wrk` load at each concurrency: one wrk thread, N connections
+   (closed loop: N clients each waiting for its answer), `--duration` seconds (`--rerank-duration`
+   with rerank: a reranked search takes far longer), first without
+   rerank (`"rerank": false`), then with it. Every request's body is a different query: SciFact's
+   queries, then its corpus titles, each run taking a slice no other run uses, so neither the
+   rerank score cache nor a query-embedding cache can hit unless a run outlasts its slice (the
+   output counts such repeats).
+3. **Model-only reference.** The same embedder and cross-encoder (torch, the default backend),
+   called directly in a Python loop, no server: per query, embed it and, with rerank, score its
+   30 (query, title + chunk) pairs, the very candidates the server reranks for it (fetched from
+   the server first); throughput with ideal batching (N queries embedded in one call and their
+   N x 30 pairs scored in batches of RERANK_BATCH). Each server figure is reported as a ratio to it.
+
+The cross-encoder is MiniLM-L6 with a fresh, seeded scoring head (as tests/conftest.py builds
+it): no pretrained one is available here. It has the production architecture, so it measures
+the stage's *cost*; rerank quality is not measured. Output: a Markdown table on stdout and
+bench/out/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from numpy.typing import NDArray
+
+from contracts import Licence, Owner
+from ingest.run import ingest_source
+from ranking.embedder import EMBED_BATCH, SentenceEmbedder, quiet_model_loading, resolve_model
+from ranking.rerank import RERANK_BATCH, PairScorer, build_scorer
+from service.runtime import open_runtime
+from service.settings import load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out" / "serve.json"
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ir" / "scifact"
+CACHE = ROOT / "var" / "bench"
+DATASET = "scifact-bench"
+RERANK_DEPTH = 30
+TOP_K = 10
+OWNER = Owner(id="bench", name="Benchmark owner", email="", currency="USD")
+# Priced like a real dataset, so that pricing and the ledger are part of the measured path.
+LICENCE = Licence(
+    id="bench-scifact",
+    name="SciFact, benchmark only",
+    currency="USD",
+    price_per_hit_micros=1000,
+    owner_share_bps=7000,
+    snippet_cap_chars=100_000,  # whole chunks come back, so the reference can rerank the same text
+    attribution="SciFact (BEIR); benchmark use only.",
+)
+# From issue 6.
+TARGET_OVERHEAD_MS = {"no_rerank": 10.0, "rerank": 15.0}
+TARGET_QPS_RATIO = 0.85
+TARGET_INGEST_RATIO = 0.9
+STARTUP_SECONDS = 180
+
+LUA = """
+local bodies = {}
+for line in io.lines("%(bodies)s") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %(key)s"
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i - 1) %% #bodies + 1])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local f = io.open("%(out)s", "w")
+  f:write(string.format(
+    '{"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p95_us": %%d, "p99_us": %%d, ' ..
+    '"max_us": %%d, "errors": {"connect": %%d, "read": %%d, "write": %%d, "status": %%d, ' ..
+    '"timeout": %%d}}',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+  f:close()
+end
+"""
+
+
+class RecordingEmbedder:
+    """Delegates to the real embedder and keeps every passage batch ingest asks it to embed."""
+
+    def __init__(self, inner: SentenceEmbedder) -> None:
+        self.inner = inner
+        self.model_name = inner.model_name
+        self.dim = inner.dim
+        self.max_tokens = inner.max_tokens
+        self.calls: list[list[str]] = []
+
+    def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.inner.embed_queries(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        self.calls.append(list(texts))
+        return self.inner.embed_passages(texts)
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        return self.inner.token_spans(text)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def server_env(data_dir: Path, reranker: Path) -> dict[str, str]:
+    return {
+        "FAIRSHARE_DATA_DIR": str(data_dir),
+        "FAIRSHARE_RATE_LIMIT_PER_MINUTE": "0",
+        "FAIRSHARE_RERANKER_MODEL": str(reranker),
+        "FAIRSHARE_RERANK_DEPTH": str(RERANK_DEPTH),
+    }
+
+
+async def build_index(data_dir: Path, corpus: Path, limit: int | None) -> dict[str, Any]:
+    """Ingest the corpus as `fairshare ingest` does; time it against embedding alone."""
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    settings = load_settings({"FAIRSHARE_DATA_DIR": str(data_dir)})
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "corpus.jsonl"
+        documents = 0
+        with corpus.open() as src, source.open("w") as dst:
+            for line in src:
+                doc = json.loads(line)
+                if not (doc.get("text") or doc.get("title")):
+                    continue
+                record = {"id": doc["_id"], "title": doc.get("title", ""), "text": doc["text"]}
+                dst.write(json.dumps(record) + "\n")
+                documents += 1
+                if limit is not None and documents >= limit:
+                    break
+        async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
+            await runtime.catalog.add_owner(OWNER)
+            await runtime.catalog.add_dataset(
+                dataset_id=DATASET,
+                owner_id=OWNER.id,
+                name="SciFact (benchmark)",
+                description="SciFact corpus for bench/serve.py",
+                licence=LICENCE,
+            )
+            assert isinstance(runtime.embedder, SentenceEmbedder)
+            recorder = RecordingEmbedder(runtime.embedder)
+            started = time.perf_counter()
+            report = await ingest_source(
+                source,
+                dataset_id=DATASET,
+                catalog=runtime.catalog,
+                embedder=recorder,
+                vector_indexes=runtime.vector_indexes(),
+                lexical=runtime.lexical,
+                lock_dir=runtime.lock_dir,
+                progress=True,
+            )
+            ingest_s = time.perf_counter() - started
+            print(report.summary(), file=sys.stderr)
+            print("embedding the same passages alone...", file=sys.stderr)
+            started = time.perf_counter()
+            for call in recorder.calls:
+                runtime.embedder.embed_passages(call)
+            embed_s = time.perf_counter() - started
+            _, key = await runtime.keys.create_key(customer="bench", role="agent")
+    chunks = report.chunks_written
+    ingest = {
+        "documents": documents,
+        "chunks": chunks,
+        "embed_calls": len(recorder.calls),
+        "embed_batch_size": EMBED_BATCH,
+        "ingest_seconds": round(ingest_s, 2),
+        "ingest_chunks_per_s": round(chunks / ingest_s, 2),
+        "embedding_only_seconds": round(embed_s, 2),
+        "embedding_only_chunks_per_s": round(chunks / embed_s, 2),
+        "ratio": round(embed_s / ingest_s, 3),
+        "target": f">= {TARGET_INGEST_RATIO}",
+        "met": embed_s / ingest_s >= TARGET_INGEST_RATIO,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    meta = data_dir / "bench-meta.json"
+    meta.write_text(json.dumps({"api_key": key, "ingest": ingest}, indent=2))
+    meta.chmod(0o600)
+    return ingest
+
+
+def build_reranker(directory: Path) -> Path:
+    """MiniLM-L6 with a fresh, seeded head: the production architecture, meaningless scores."""
+    path = directory / "minilm-cross-encoder"
+    if (path / "config.json").exists():
+        return path
+    quiet_model_loading()
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(1234)
+    CrossEncoder(resolve_model(None), num_labels=1, device="cpu").save(str(path))
+    return path
+
+
+def query_pool(data: Path) -> list[str]:
+    """Distinct query strings: SciFact's queries, then its corpus titles."""
+    seen: dict[str, None] = {}
+    for name, field in (("queries.jsonl", "text"), ("corpus.jsonl", "title")):
+        with (data / name).open() as handle:
+            for line in handle:
+                text = " ".join(str(json.loads(line).get(field, "")).split())
+                if len(text) >= 12:
+                    seen.setdefault(text.lower(), None)
+    return list(seen)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """`fairshare serve` as a subprocess; output to a log file (an unread pipe would block it)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSHARE_")}
+        self.env = {**inherited, **env, "FAIRSHARE_HOST": "127.0.0.1"}
+        self.env["FAIRSHARE_PORT"] = str(self.port)
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> dict[str, Any]:
+        fairshare = Path(sys.executable).parent / "fairshare"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(fairshare), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"fairshare serve exited; see {self.log}")
+            try:
+                ready = httpx.get(self.url + "/readyz", timeout=2)
+                if ready.status_code == 200:
+                    return dict(ready.json())
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise SystemExit(f"fairshare serve did not become ready; see {self.log}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+
+def body(query: str, rerank: bool, top_k: int = TOP_K) -> str:
+    return json.dumps({"query": query, "top_k": top_k, "rerank": rerank, "datasets": [DATASET]})
+
+
+def check(server: Server, key: str, queries: Sequence[str], rerank: bool) -> None:
+    """Warm up and make sure the server does what the run claims (200, reranked or not)."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    for query in queries:
+        reply = httpx.post(
+            server.url + "/v1/search", content=body(query, rerank), headers=headers, timeout=60
+        )
+        if reply.status_code != 200:
+            raise SystemExit(f"search failed: {reply.status_code} {reply.text[:300]}")
+        if reply.json()["reranked"] != rerank:
+            raise SystemExit(f"expected reranked={rerank}; the server's /readyz says why")
+
+
+def run_wrk(
+    server: Server, key: str, queries: Sequence[str], rerank: bool, clients: int, seconds: int
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies, script, out = Path(tmp) / "bodies", Path(tmp) / "s.lua", Path(tmp) / "out.json"
+        bodies.write_text("".join(body(q, rerank) + "\n" for q in queries))
+        script.write_text(LUA % {"bodies": bodies, "key": key, "out": out})
+        command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--timeout", "120s"]
+        command += ["-s", str(script), server.url + "/v1/search"]
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        raw = json.loads(out.read_text())
+    requests = int(raw["requests"])
+    if requests == 0:
+        raise SystemExit(
+            f"wrk completed no request in {seconds} s at {clients} clients: longer --duration"
+        )
+    return {
+        "clients": clients,
+        "requests": requests,
+        "seconds": round(raw["duration_us"] / 1e6, 2),
+        "qps": round(requests / (raw["duration_us"] / 1e6), 2),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p95_ms": raw["p95_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "errors": raw["errors"],
+        # Fewer than a few answers per client: the percentiles are a handful of samples.
+        "too_few_requests": requests < 3 * clients,
+        "distinct_queries": min(requests, len(queries)),
+        "repeated_queries": max(0, requests - len(queries)),
+    }
+
+
+def candidates(server: Server, key: str, queries: Sequence[str]) -> list[list[str]]:
+    """What the cross-encoder reads for each query: title + chunk of the fused top 30."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    texts = []
+    for query in queries:
+        reply = httpx.post(
+            server.url + "/v1/search",
+            content=body(query, False, RERANK_DEPTH),
+            headers=headers,
+            timeout=60,
+        )
+        reply.raise_for_status()
+        texts.append([f"{r['citation']['title']}\n{r['text']}" for r in reply.json()["results"]])
+    return texts
+
+
+def model_only(
+    embedder: SentenceEmbedder,
+    scorer: PairScorer,
+    queries: Sequence[str],
+    passages: Sequence[Sequence[str]],
+    batches: Sequence[int],
+    rerank_queries: int,
+) -> dict[str, Any]:
+    """Per-query model time (one at a time) and queries/s with ideal batching, per mode."""
+    embedder.embed_queries(queries[:4])  # warm-up
+    scorer.score_pairs([(queries[0], p) for p in passages[0][:4]])
+    embed_ms, rerank_ms = [], []
+    for i, query in enumerate(queries):
+        started = time.perf_counter()
+        embedder.embed_queries([query])
+        embed_ms.append((time.perf_counter() - started) * 1000)
+        if i < rerank_queries:
+            started = time.perf_counter()
+            scorer.score_pairs([(query, p) for p in passages[i]])
+            rerank_ms.append((time.perf_counter() - started) * 1000 + embed_ms[-1])
+
+    def throughput(n: int, batch: int, rerank: bool) -> float:
+        started = time.perf_counter()
+        for lo in range(0, n, batch):
+            group = list(range(lo, min(n, lo + batch)))
+            embedder.embed_queries([queries[i] for i in group])
+            if rerank:
+                scorer.score_pairs([(queries[i], p) for i in group for p in passages[i]])
+        return n / (time.perf_counter() - started)
+
+    def latency(values: list[float]) -> dict[str, float]:
+        return {f"p{q}_ms": round(percentile(values, q), 2) for q in (50, 95, 99)}
+
+    return {
+        "no_rerank": {
+            **latency(embed_ms),
+            "queries": len(queries),
+            "qps": {str(b): round(throughput(len(queries), b, False), 2) for b in batches},
+        },
+        "rerank": {
+            **latency(rerank_ms),
+            "queries": rerank_queries,
+            "pairs_per_query": round(statistics.mean(len(p) for p in passages), 1),
+            "qps": {str(b): round(throughput(rerank_queries, b, True), 2) for b in batches},
+        },
+    }
+
+
+def table(result: dict[str, Any], command: str) -> str:
+    lines = [f"`{command}`", ""]
+    ref = result["model_only"]
+    lines += [
+        "| mode | clients | p50 ms | p95 ms | p99 ms | searches/s | model-only p50 / p95 / p99 ms"
+        " | model-only q/s | p50 ratio | p50 overhead ms | q/s ratio | errors | repeats |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, runs in result["server"].items():
+        m = ref[mode]
+        for run in runs:
+            c = str(run["clients"])
+            errors = sum(run["errors"].values())
+            few = " (too few requests)"
+            lines.append(
+                f"| {mode} | {c} | {run['p50_ms']:.1f} | {run['p95_ms']:.1f} | "
+                f"{run['p99_ms']:.1f} | {run['qps']:.1f} | {m['p50_ms']:.1f} / {m['p95_ms']:.1f}"
+                f" / {m['p99_ms']:.1f} | {m['qps'][c]:.1f} | {run['p50_ratio']:.2f} | "
+                f"{run['p50_overhead_ms']:+.1f} | {run['qps_ratio']:.2f} | {errors} | "
+                f"{run['repeated_queries']}{few if run['too_few_requests'] else ''} |"
+            )
+    lines += ["", "| target | figure | met |", "|---|---|---|"]
+    for target in result["targets"]:
+        met = "yes" if target["met"] else "**no**"
+        lines.append(f"| {target['name']} | {target['figure']} | {met} |")
+    pairs = ref["rerank"]["pairs_per_query"]
+    if pairs < RERANK_DEPTH:
+        lines += [
+            "",
+            f"WARNING: the server returned only {pairs} of {RERANK_DEPTH} candidates per query "
+            "on average, so the model-only rerank reference scored fewer pairs than the server's "
+            "rerank stage does: the rerank ratios are not valid.",
+        ]
+    ingest = result["ingest"]
+    if ingest:
+        lines += [
+            "",
+            f"Ingest ({ingest['documents']} documents, {ingest['chunks']} chunks, "
+            f"{'this run' if ingest['this_run'] else 'cached from ' + ingest['measured_at']}): "
+            f"{ingest['ingest_chunks_per_s']} chunks/s; embedding the same chunks alone "
+            f"{ingest['embedding_only_chunks_per_s']} chunks/s; ratio {ingest['ratio']}.",
+        ]
+    lines += [
+        "",
+        "Latency is wrk's, client side, closed loop (each client waits for its answer). The "
+        "cross-encoder has a random head: rerank *cost* is measured, rerank quality is not. "
+        f"Machine: {result['machine']['cpus']} CPUs, load average before/after "
+        f"{result['machine']['loadavg_before']} / {result['machine']['loadavg_after']} "
+        "(anything else running on the machine shows up in every figure).",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--duration", type=int, default=20, help="seconds per wrk run")
+    parser.add_argument(
+        "--rerank-duration", type=int, default=60, help="seconds per wrk run with rerank"
+    )
+    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--rebuild", action="store_true", help="ingest again into a fresh dir")
+    parser.add_argument("--limit-docs", type=int, default=None, help="ingest only N documents")
+    parser.add_argument("--ref-queries", type=int, default=160, help="model-only queries")
+    parser.add_argument(
+        "--ref-rerank-queries", type=int, default=32, help="model-only queries with rerank"
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench/serve.py needs wrk: apt-get install wrk")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    command = shlex.join([".venv/bin/python", "bench/serve.py", *sys.argv[1:]])
+    name = "scifact" if args.limit_docs is None else f"scifact-{args.limit_docs}"
+    data_dir = CACHE / name
+    loadavg_before = [round(x, 2) for x in os.getloadavg()]
+
+    meta_path = data_dir / "bench-meta.json"
+    this_run = args.rebuild or not meta_path.exists()
+    if this_run:
+        asyncio.run(build_index(data_dir, args.data / "corpus.jsonl", args.limit_docs))
+    meta = json.loads(meta_path.read_text())
+    key = meta["api_key"]
+    reranker = build_reranker(CACHE)
+
+    pool = query_pool(args.data)
+    warm = pool[-40:]
+    pool = pool[:-40]
+    # Rerank runs are ~10x slower, so they need smaller slices of the pool.
+    runs = [(False, c) for c in levels] + [(True, c) for c in levels]
+    shares = [1 if rerank else 4 for rerank, _ in runs]
+    unit = len(pool) // sum(shares)
+    slices, lo = [], 0
+    for share in shares:
+        slices.append(pool[lo : lo + share * unit])
+        lo += share * unit
+
+    server = Server(server_env(data_dir, reranker), CACHE / "serve.log")
+    print(f"starting fairshare serve on {server.url} (log {server.log})", file=sys.stderr)
+    ready = server.start()
+    results: dict[str, list[dict[str, Any]]] = {"no_rerank": [], "rerank": []}
+    try:
+        for (rerank, clients), queries in zip(runs, slices, strict=True):
+            mode = "rerank" if rerank else "no_rerank"
+            check(server, key, warm[:10] if not rerank else warm[10:20], rerank)
+            print(f"wrk: {mode}, {clients} clients", file=sys.stderr)
+            seconds = args.rerank_duration if rerank else args.duration
+            results[mode].append(run_wrk(server, key, queries, rerank, clients, seconds))
+        ref_queries = slices[0][: args.ref_queries]
+        passages = candidates(server, key, ref_queries[: args.ref_rerank_queries])
+    finally:
+        server.stop()
+
+    print("model-only reference...", file=sys.stderr)
+    embedder = SentenceEmbedder()
+    scorer, _ = build_scorer(str(reranker), "torch")
+    ref = model_only(
+        embedder,
+        scorer,
+        ref_queries,
+        passages + [[]] * (len(ref_queries) - len(passages)),
+        levels,
+        len(passages),
+    )
+
+    targets = []
+    for mode, runs_ in results.items():
+        for run in runs_:
+            m = ref[mode]
+            run["p50_ratio"] = round(run["p50_ms"] / m["p50_ms"], 2)
+            run["p95_ratio"] = round(run["p95_ms"] / m["p95_ms"], 2)
+            run["p99_ratio"] = round(run["p99_ms"] / m["p99_ms"], 2)
+            run["p50_overhead_ms"] = round(run["p50_ms"] - m["p50_ms"], 2)
+            run["qps_ratio"] = round(run["qps"] / m["qps"][str(run["clients"])], 3)
+            if run["clients"] == 1:
+                limit = TARGET_OVERHEAD_MS[mode]
+                targets.append(
+                    {
+                        "name": f"p50 overhead at 1 client, {mode}: <= {limit:g} ms",
+                        "figure": f"{run['p50_overhead_ms']:+.1f} ms",
+                        "met": run["p50_overhead_ms"] <= limit,
+                    }
+                )
+            if run["clients"] == 16:
+                targets.append(
+                    {
+                        "name": f"throughput at 16 clients, {mode}: >= {TARGET_QPS_RATIO} of model",
+                        "figure": f"{run['qps_ratio']:.3f}",
+                        "met": run["qps_ratio"] >= TARGET_QPS_RATIO,
+                    }
+                )
+    ingest = {**meta["ingest"], "this_run": this_run}
+    targets.append(
+        {
+            "name": f"ingest: >= {TARGET_INGEST_RATIO} of embedding-only chunks/s",
+            "figure": f"{ingest['ratio']:.3f}" + ("" if this_run else " (cached build)"),
+            "met": ingest["met"],
+        }
+    )
+    result = {
+        "command": command,
+        "server": results,
+        "model_only": ref,
+        "targets": targets,
+        "ingest": ingest,
+        "config": {
+            "top_k": TOP_K,
+            "rerank_depth": RERANK_DEPTH,
+            "reranker": f"{reranker} (random head; cost only, quality not measured)",
+            "reranker_backend": "torch",
+            "reranker_ready": ready.get("checks", {}).get("reranker"),
+            "rerank_batch": RERANK_BATCH,
+            "duration_s": {"no_rerank": args.duration, "rerank": args.rerank_duration},
+            "load_generator": "wrk -t1 -cN, closed loop, one distinct query per request",
+            "query_pool": len(pool),
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": loadavg_before,
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        or None,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result, command))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
