@@ -43,7 +43,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "embedder_backend",
-        "torch",
+        "onnx",
         "How the embedder runs: torch, onnx (fp32 ONNX Runtime) or onnx-int8 (dynamically "
         "quantized), exported once into <data dir>/embedder-onnx. See README, Measured.",
     ),

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from litestar import Litestar
 
-from ranking.embedder import SentenceEmbedder, quiet_model_loading, resolve_model
+from ranking.embedder import Embedder, quiet_model_loading, resolve_model
 from service.demo import load_demo_catalog
 from service.runtime import Runtime, open_runtime, shared_embedder
 from service.settings import Settings, load_settings
@@ -23,8 +23,16 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceEmbedder:
-    return shared_embedder("all-MiniLM-L6-v2")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    """The embedder every runtime of this session shares: the configured default backend."""
+    backend = load_settings({}).embedder_backend
+    return shared_embedder("all-MiniLM-L6-v2", backend, tmp_path_factory.mktemp("embedder-onnx"))
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> Embedder:
+    """sentence-transformers itself: the reference the ONNX backends are checked against."""
+    return shared_embedder("all-MiniLM-L6-v2", "torch")
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +55,7 @@ def test_reranker_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(scope="session")
 async def demo_runtime(
-    tmp_path_factory: pytest.TempPathFactory, embedder: SentenceEmbedder
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> AsyncIterator[Runtime]:
     """The demo catalog ingested once into a throwaway data dir; FAISS serves, Qdrant is written."""
     settings = make_settings(tmp_path_factory.mktemp("demo-data"))
