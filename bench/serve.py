@@ -18,7 +18,7 @@ What it does, in one process and one run, on this machine:
    queries, then its corpus titles, each run taking a slice no other run uses, so neither the
    rerank score cache nor a query-embedding cache can hit unless a run outlasts its slice (the
    output counts such repeats).
-3. **Model-only reference.** The same embedder and cross-encoder (torch, the default backend),
+3. **Model-only reference.** The same embedder (the server's backend) and cross-encoder (torch),
    called directly in a Python loop, no server: per query, embed it and, with rerank, score its
    30 (query, title + chunk) pairs, the very candidates the server reranks for it (fetched from
    the server first); throughput with ideal batching (N queries embedded in one call and their
@@ -56,9 +56,9 @@ from numpy.typing import NDArray
 
 from contracts import Licence, Owner
 from ingest.run import ingest_source
-from ranking.embedder import EMBED_BATCH, SentenceEmbedder, quiet_model_loading, resolve_model
+from ranking.embedder import EMBED_BATCH, Embedder, quiet_model_loading, resolve_model
 from ranking.rerank import RERANK_BATCH, PairScorer, build_scorer
-from service.runtime import open_runtime
+from service.runtime import open_runtime, shared_embedder
 from service.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ end
 class RecordingEmbedder:
     """Delegates to the real embedder and keeps every passage batch ingest asks it to embed."""
 
-    def __init__(self, inner: SentenceEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner = inner
         self.model_name = inner.model_name
         self.dim = inner.dim
@@ -172,7 +172,6 @@ async def build_index(data_dir: Path, corpus: Path, limit: int | None) -> dict[s
                 description="SciFact corpus for bench/serve.py",
                 licence=LICENCE,
             )
-            assert isinstance(runtime.embedder, SentenceEmbedder)
             recorder = RecordingEmbedder(runtime.embedder)
             started = time.perf_counter()
             report = await ingest_source(
@@ -350,7 +349,7 @@ def candidates(server: Server, key: str, queries: Sequence[str]) -> list[list[st
 
 
 def model_only(
-    embedder: SentenceEmbedder,
+    embedder: Embedder,
     scorer: PairScorer,
     queries: Sequence[str],
     passages: Sequence[Sequence[str]],
@@ -511,7 +510,12 @@ def main() -> None:
         server.stop()
 
     print("model-only reference...", file=sys.stderr)
-    embedder = SentenceEmbedder()
+    # The server's own embedder backend (FAIRSHARE_EMBEDDER_BACKEND's default), exported into
+    # the bench data dir as the server did.
+    settings = load_settings({"FAIRSHARE_DATA_DIR": str(data_dir)})
+    embedder = shared_embedder(
+        settings.embedder_model, settings.embedder_backend, data_dir / "embedder-onnx"
+    )
     scorer, _ = build_scorer(str(reranker), "torch")
     ref = model_only(
         embedder,
