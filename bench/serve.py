@@ -390,7 +390,8 @@ def model_only(
         "rerank": {
             **latency(rerank_ms),
             "queries": rerank_queries,
-            "pairs_per_query": round(statistics.mean(len(p) for p in passages), 1),
+            # Only the first `rerank_queries` have candidates; the rest are padding.
+            "pairs_per_query": round(statistics.mean(len(p) for p in passages[:rerank_queries]), 1),
             "qps": {str(b): round(throughput(rerank_queries, b, True), 2) for b in batches},
         },
     }
