@@ -33,23 +33,28 @@ typecheck: $(STAMP)
 unit: $(STAMP) test-services
 	$(BIN)/pytest -q
 
-## Servers the tests start themselves: a throwaway redis-server (tests/redis_server.py). Installed
-## from Debian's package when missing and running as root (as CI does); otherwise, say what to do.
-test-services:
-	@command -v redis-server >/dev/null || { \
+# $(call debian_tool,COMMAND,PACKAGE,WHY): install PACKAGE from Debian when COMMAND is missing and
+# we are root with apt-get (as CI is); otherwise stop and say what to install.
+define debian_tool
+	@command -v $(1) >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing redis-server (Debian package) for the rate-limit tests"; \
+	    echo "installing $(2) (Debian package) for $(3)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	      apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
 	  else \
-	    echo "make test needs redis-server on PATH: apt-get install redis-server" \
-	      "(or your system's Redis package)" >&2; \
+	    echo "$(3) needs $(1) on PATH: apt-get install $(2) (or your system's package)" >&2; \
 	    exit 1; \
 	  fi; }
+endef
+
+## Servers the tests start themselves: a throwaway redis-server (tests/redis_server.py).
+test-services:
+	$(call debian_tool,redis-server,redis-server,make test)
 
 ## Live `fairshare serve` under wrk at 1, 4 and 16 clients against the model-only reference
-## (bench/serve.py; needs `wrk`: apt-get install wrk). Writes bench/out/serve.json.
+## (bench/serve.py). Writes bench/out/serve.json.
 bench: $(STAMP)
+	$(call debian_tool,wrk,wrk,make bench)
 	$(BIN)/python bench/serve.py
 
 clean:

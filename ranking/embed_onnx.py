@@ -29,6 +29,7 @@ from ranking.rerank_onnx import (
     OnnxUnavailable,
     _quiet_export,
     _replacing,
+    hash_weights,
     is_current,
     open_session,
     quantization_target,
@@ -40,16 +41,10 @@ if TYPE_CHECKING:
 
 
 def _fingerprint(model: SentenceTransformer) -> str:
-    import torch
-
     digest = hashlib.sha256(f"{EXPORT_FORMAT}:embedder".encode())
     for module in model:
         digest.update(type(module).__name__.encode() + b"\x00")
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-            digest.update(memoryview(raw.numpy()))
+    hash_weights(digest, model)
     return digest.hexdigest()
 
 

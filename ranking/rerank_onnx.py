@@ -98,8 +98,6 @@ def quantization_target(
 
 def weights_fingerprint(model: CrossEncoder) -> str:
     """Hash of what the exported graph computes: weights, architecture, activation, format."""
-    import torch
-
     transformer = model.model
     if transformer is None:
         raise OnnxUnavailable("the cross-encoder has no transformer model to export")
@@ -111,12 +109,19 @@ def weights_fingerprint(model: CrossEncoder) -> str:
         f"{activation.__module__}.{activation.__qualname__}",
     ):
         digest.update(part.encode() + b"\x00")
+    hash_weights(digest, transformer)
+    return digest.hexdigest()
+
+
+def hash_weights(digest: Any, module: Any) -> None:
+    """Feed every tensor of `module` (name, dtype, shape and bytes) into `digest`, in name order."""
+    import torch
+
     with torch.no_grad():
-        for name, tensor in sorted(transformer.state_dict().items()):
+        for name, tensor in sorted(module.state_dict().items()):
             digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
             digest.update(memoryview(raw.numpy()))
-    return digest.hexdigest()
 
 
 def _sidecar(path: Path) -> Path:

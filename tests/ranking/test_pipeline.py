@@ -7,18 +7,17 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytest_asyncio
-from numpy.typing import NDArray
 
 from contracts import Licence, Owner
 from ingest.run import ingest_source
-from ranking.embedder import Embedder, SentenceEmbedder
+from ranking.embedder import SentenceEmbedder
 from ranking.pipeline import SearchPipeline
 from ranking.rerank import CrossEncoderReranker, PairScorer, load_reranker
 from service.runtime import Runtime, open_runtime
 from tests.conftest import make_settings
+from tests.ranking.counting import CountingEmbedder, CountingScorer
 
 LICENCE = Licence(
     id="l",
@@ -136,39 +135,6 @@ async def test_english_hybrid_uses_both_retrievers(runtime: Runtime) -> None:
     hybrid = await ranked(runtime.pipeline, runtime, query, "en-docs", "hybrid")
     assert hybrid[0] == dense[0]
     assert set(dense) <= set(hybrid)
-
-
-class CountingEmbedder:
-    """The real embedder, counting how many queries each `embed_queries` call carried."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.model_name = inner.model_name
-        self.dim = inner.dim
-        self.max_tokens = inner.max_tokens
-        self.calls: list[int] = []
-
-    def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        self.calls.append(len(texts))
-        return self.inner.embed_queries(texts)
-
-    def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self.inner.embed_passages(texts)
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        return self.inner.token_spans(text)
-
-
-class CountingScorer:
-    """The real cross-encoder backend, counting its calls and the pairs each carried."""
-
-    def __init__(self, inner: PairScorer) -> None:
-        self.inner = inner
-        self.calls: list[int] = []
-
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        self.calls.append(len(pairs))
-        return self.inner.score_pairs(pairs)
 
 
 CONCURRENT_QUERIES = [

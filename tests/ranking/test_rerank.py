@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from ranking.rerank import (
     BACKENDS,
     RERANK_MAX_LENGTH,
     CrossEncoderReranker,
-    PairScorer,
     RerankerStatus,
     load_reranker,
 )
@@ -31,6 +29,7 @@ from ranking.rerank_onnx import (
     is_current,
     quantization_target,
 )
+from tests.ranking.counting import CountingScorer
 
 QUERY = "anticoagulation for atrial fibrillation"
 CANDIDATES = [
@@ -160,18 +159,6 @@ def test_onnx_export_is_made_once_and_reused(
     again = load_reranker(str(test_reranker_path), backend="onnx")
     assert again.loaded and str(exported) in again.detail
     assert exported.stat().st_mtime_ns == before
-
-
-class CountingScorer:
-    """The real backend underneath, counting the pairs the model is actually asked to score."""
-
-    def __init__(self, inner: PairScorer) -> None:
-        self.inner = inner
-        self.calls: list[int] = []
-
-    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
-        self.calls.append(len(pairs))
-        return self.inner.score_pairs(pairs)
 
 
 def test_cache_skips_the_model_for_a_seen_query_and_chunk(

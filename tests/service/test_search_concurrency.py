@@ -20,34 +20,24 @@ from numpy.typing import NDArray
 from ranking.embedder import Embedder
 from ranking.pipeline import SearchPipeline
 from service.runtime import Runtime
+from tests.ranking.counting import CountingEmbedder
 
 GUARD_S = 30  # a bound against a hang, not a timing assertion
 
 
-class GatedEmbedder:
+class GatedEmbedder(CountingEmbedder):
     """The real embedder; each forward pass counts, and may be held until the test opens it."""
 
     def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.model_name = inner.model_name
-        self.dim = inner.dim
-        self.max_tokens = inner.max_tokens
-        self.calls: list[int] = []
+        super().__init__(inner)
         self.entered = threading.Event()
         self.open = threading.Event()
         self.open.set()
 
     def embed_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        self.calls.append(len(texts))
         self.entered.set()
         assert self.open.wait(GUARD_S)
-        return self.inner.embed_queries(texts)
-
-    def embed_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self.inner.embed_passages(texts)
-
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        return self.inner.token_spans(text)
+        return super().embed_queries(texts)
 
 
 @pytest.fixture
