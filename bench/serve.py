@@ -18,7 +18,7 @@ What it does, in one process and one run, on this machine:
    queries, then its corpus titles, each run taking a slice no other run uses, so neither the
    rerank score cache nor a query-embedding cache can hit unless a run outlasts its slice (the
    output counts such repeats).
-3. **Model-only reference.** The same embedder (the server's backend) and cross-encoder (torch),
+3. **Model-only reference.** The same embedder and cross-encoder, on the server's backends,
    called directly in a Python loop, no server: per query, embed it and, with rerank, score its
    30 (query, title + chunk) pairs, the very candidates the server reranks for it (fetched from
    the server first); throughput with ideal batching (N queries embedded in one call and their
@@ -511,13 +511,15 @@ def main() -> None:
         server.stop()
 
     print("model-only reference...", file=sys.stderr)
-    # The server's own embedder backend (FAIRSHARE_EMBEDDER_BACKEND's default), exported into
-    # the bench data dir as the server did.
+    # The server's own backends (the settings' defaults), exported into the bench data dir as
+    # the server did.
     settings = load_settings({"FAIRSHARE_DATA_DIR": str(data_dir)})
     embedder = shared_embedder(
         settings.embedder_model, settings.embedder_backend, data_dir / "embedder-onnx"
     )
-    scorer, _ = build_scorer(str(reranker), "torch")
+    scorer, _ = build_scorer(
+        str(reranker), settings.reranker_backend, cache_dir=data_dir / "reranker-onnx"
+    )
     ref = model_only(
         embedder,
         scorer,
@@ -571,7 +573,10 @@ def main() -> None:
             "top_k": TOP_K,
             "rerank_depth": RERANK_DEPTH,
             "reranker": f"{reranker} (random head; cost only, quality not measured)",
-            "reranker_backend": "torch",
+            "embedder_backend": settings.embedder_backend,
+            "reranker_backend": settings.reranker_backend,
+            "workers": settings.worker_count,
+            "model_threads_per_worker": settings.model_thread_count,
             "reranker_ready": ready.get("checks", {}).get("reranker"),
             "rerank_batch": RERANK_BATCH,
             "duration_s": {"no_rerank": args.duration, "rerank": args.rerank_duration},

@@ -89,6 +89,11 @@ class MicroBatcher(Generic[I, R]):
         # Cancelling the caller cancels only this future; the collector skips done futures.
         return await future
 
+    @property
+    def queued(self) -> int:
+        """Items waiting for a batch (not counting the one running)."""
+        return self._live()
+
     def _live(self) -> int:
         return sum(1 for p in self._pending if not p.future.done())
 

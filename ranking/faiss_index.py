@@ -22,6 +22,21 @@ from ranking.faiss_build import (
 from ranking.vectors import merge_top_k
 
 
+def read_mapped(path: Path) -> faiss.Index:
+    """Memory-map an index file rather than read it into this process.
+
+    Index files are never written in place (each generation has its own directory), so mapping
+    is safe, and the vectors then live in the page cache, which every `fairshare serve` worker
+    on the machine shares, instead of one private copy per process. FAISS maps the two kinds we
+    build with different flags (they fail together), told apart by the file's first four bytes:
+    IVF ("Iw..") maps its inverted lists, flat ("Ix..") its vectors.
+    """
+    with path.open("rb") as handle:
+        ivf = handle.read(2) == b"Iw"
+    flags = faiss.IO_FLAG_MMAP if ivf else faiss.IO_FLAG_MMAP_IFC
+    return faiss.read_index(str(path), flags | faiss.IO_FLAG_READ_ONLY)
+
+
 class _Loaded:
     __slots__ = ("generation", "ids", "index")
 
@@ -109,7 +124,8 @@ class FaissIndex:
             return
         for child in dataset_dir.iterdir():
             # Older generations are garbage once the catalog points past them. Servers that loaded
-            # one keep it in memory until they see the new generation.
+            # one keep it until they see the new generation: a mapped file that is unlinked
+            # stays readable until it is unmapped.
             if child.name.isdigit() and int(child.name) < generation:
                 shutil.rmtree(child, ignore_errors=True)
 
@@ -132,7 +148,7 @@ class FaissIndex:
             directory = self._dir(dataset_id, generation)
             if not directory.exists():
                 return None
-            index = configure_for_search(faiss.read_index(str(directory / "index.faiss")))
+            index = configure_for_search(read_mapped(directory / "index.faiss"))
             ids = json.loads((directory / "ids.json").read_text())
             loaded = _Loaded(generation, index, ids)
             self._loaded[dataset_id] = loaded

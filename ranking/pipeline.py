@@ -11,10 +11,11 @@ micro-batchers (`ranking.batching`), and query vectors through a bounded cache
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -44,6 +45,27 @@ BATCH_MAX_SIZE = 32
 BATCH_MAX_WAIT_MS = 2.0
 
 T = TypeVar("T")
+
+
+class PipelineObserver(Protocol):
+    """Told what the pipeline's models and caches do, for metrics. `stage` is "embed" or
+    "rerank". Called on the event loop or off it, so it must be thread-safe and quick."""
+
+    def model_call(self, stage: str, size: int) -> None:
+        """One forward pass over `size` queries (embed) or searches' heads (rerank)."""
+
+    def cache_lookups(self, stage: str, hits: int, misses: int) -> None:
+        """Query-vector (embed) or (query, chunk) score (rerank) cache lookups."""
+
+
+class _Unobserved:
+    def model_call(self, stage: str, size: int) -> None:
+        pass
+
+    def cache_lookups(self, stage: str, hits: int, misses: int) -> None:
+        pass
+
+
 DEFAULT_FUSION = FusionWeights()
 TextLoader = Callable[[Sequence[str]], Awaitable[Mapping[str, str]]]
 
@@ -79,6 +101,7 @@ class SearchPipeline:
         batch_max_size: int = BATCH_MAX_SIZE,
         batch_max_wait_ms: float = BATCH_MAX_WAIT_MS,
         query_cache_size: int = QUERY_CACHE_SIZE,
+        observer: PipelineObserver | None = None,
     ) -> None:
         self.embedder = embedder
         self.vectors = vectors
@@ -95,6 +118,7 @@ class SearchPipeline:
         # own threads (health checks, ledger commits).
         self._limiter = anyio.CapacityLimiter(threads)
         self.query_vectors = QueryVectorCache(query_cache_size)
+        self.observer = observer or _Unobserved()
         # Searches between start and finish: the batchers linger only while some in flight
         # have not queued yet, so a lone search (the CLI, `fairshare eval`) never waits.
         self._in_flight = 0
@@ -126,27 +150,49 @@ class SearchPipeline:
 
     def _embed_batch(self, queries: list[str]) -> list[NDArray[np.float32]]:
         """Vectors for normalised queries: cached ones, the rest in one forward pass."""
-        known = self.query_vectors.get_many(queries)
+        # Looked up again (uncounted: `embed_query` counted these as misses) because a twin in
+        # an earlier batch may have filled the cache since.
+        known = self.query_vectors.get_many(queries, count=False)
         missing = list(dict.fromkeys(q for q in queries if q not in known))
         if missing:
             fresh = dict(zip(missing, self.embedder.embed_queries(missing), strict=True))
             self.query_vectors.put_many(fresh)
             known.update(fresh)
+            self.observer.model_call("embed", len(missing))
         return [known[q] for q in queries]
 
     def _score_batch(self, requests: list[Request]) -> list[list[float]]:
         reranker = self.reranker
         if reranker is None:
             raise RuntimeError("the rerank stage is off")
-        return reranker.score_many(requests)
+        cache = reranker.cache
+        # One rerank batch runs at a time (its batcher), so the counters' change is this call's.
+        hits, misses = cache.hits, cache.misses
+        scores = reranker.score_many(requests)
+        missed = cache.misses - misses
+        self.observer.cache_lookups("rerank", cache.hits - hits, missed)
+        if missed:
+            self.observer.model_call("rerank", len(requests))
+        return scores
 
     async def embed_query(self, query: str) -> NDArray[np.float32]:
         """The query's vector, from the cache or batched with concurrent searches' queries.
 
         The model reads the normalised text (`normalise_query`), so a cached vector is exactly
-        what a fresh forward pass would give.
+        what a fresh forward pass would give. A cached query never queues behind the model.
         """
-        return await self.embed_batcher.submit(normalise_query(query))
+        normalised = normalise_query(query)
+        cached = self.query_vectors.get_many([normalised])
+        self.observer.cache_lookups("embed", len(cached), 1 - len(cached))
+        if cached:
+            return cached[normalised]
+        return await self.embed_batcher.submit(normalised)
+
+    def begin(self, query: str, mode: Mode = "hybrid") -> PendingSearch:
+        """Start a search: the query's embedding begins at once, so a caller can do its own
+        I/O (auth, catalog state, an idempotency replay) while the model runs, then finish
+        with `PendingSearch.rank`. Use it as an async context manager."""
+        return PendingSearch(self, query, mode)
 
     async def search(
         self,
@@ -162,48 +208,27 @@ class SearchPipeline:
         `texts` returns the text the cross-encoder reads for each id it is given (title + chunk);
         ids it omits are treated as no longer visible and dropped from the reranked head.
         """
-        self._in_flight += 1
-        try:
-            return await self._search(query, generations, rerank, texts, mode)
-        finally:
-            self._in_flight -= 1
+        async with self.begin(query, mode) as pending:
+            return await pending.rank(generations=generations, rerank=rerank, texts=texts)
 
-    async def _search(
+    def _retrieve(
         self,
         query: str,
+        vector: NDArray[np.float32] | None,
         generations: Mapping[str, int],
-        rerank: bool,
-        texts: TextLoader,
         mode: Mode,
-    ) -> Ranking:
-        started = time.perf_counter()
+    ) -> list[tuple[str, float]]:
+        """Dense and/or BM25 candidates, fused: all index work in one trip off the event loop
+        (the language lookup fusion needs reads BM25's per-language indexes)."""
         dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
-        embed_ms = 0.0
-        if mode in ("dense", "hybrid"):
-            vector = await self.embed_query(query)
-            embed_ms = (time.perf_counter() - started) * 1000
-            dense = await self._off_loop(
-                lambda: self.vectors.search(vector, self.candidate_depth, generations)
-            )
+        if vector is not None:
+            dense = self.vectors.search(vector, self.candidate_depth, generations)
         if mode in ("bm25", "hybrid"):
-            lexical = await self._off_loop(
-                lambda: self.lexical.search(query, self.candidate_depth, generations)
-            )
+            lexical = self.lexical.search(query, self.candidate_depth, generations)
         if mode == "hybrid":
-            # The language lookup reads BM25's per-language indexes: index work, off the loop.
-            fused = await self._off_loop(lambda: self._fuse(dense, lexical, generations))
-        else:
-            fused = dense or lexical
-        items = [Ranked(chunk_id, score) for chunk_id, score in fused]
-        rerank_started = time.perf_counter()
-        retrieve_ms = (rerank_started - started) * 1000 - embed_ms
-        reranked = False
-        if rerank and self.reranker is not None and items:
-            items = await self._rerank(query, items, texts)
-            reranked = True
-        rerank_ms = (time.perf_counter() - rerank_started) * 1000 if reranked else 0.0
-        return Ranking(items, reranked, embed_ms, retrieve_ms, rerank_ms)
+            return self._fuse(dense, lexical, generations)
+        return dense or lexical
 
     def _fuse(
         self,
@@ -253,3 +278,63 @@ class SearchPipeline:
         # The unreranked tail keeps its fusion order below the head: scores from two models
         # are not comparable, so they are never interleaved.
         return rescored + tail
+
+
+class PendingSearch:
+    """One search between `SearchPipeline.begin` and the end of its `async with` block.
+
+    It counts as in flight for the whole block, so the micro-batchers linger for it while it
+    does its caller's I/O; leaving the block cancels an embedding nobody awaited.
+    """
+
+    def __init__(self, pipeline: SearchPipeline, query: str, mode: Mode) -> None:
+        self._pipeline = pipeline
+        self._query = query
+        self._mode = mode
+        self._started = time.perf_counter()
+        self._vector: asyncio.Future[NDArray[np.float32]] | None = None
+        self._embedded = self._started
+
+    async def __aenter__(self) -> PendingSearch:
+        self._pipeline._in_flight += 1
+        if self._mode in ("dense", "hybrid"):
+            self._vector = asyncio.ensure_future(self._pipeline.embed_query(self._query))
+            self._vector.add_done_callback(self._stamp)
+        return self
+
+    def _stamp(self, _: object) -> None:
+        self._embedded = time.perf_counter()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pipeline._in_flight -= 1
+        vector = self._vector
+        if vector is not None and not vector.done():
+            vector.cancel()  # the batcher drops a cancelled item before it reaches the model
+        elif vector is not None and not vector.cancelled():
+            vector.exception()  # retrieved, so a failure the caller never awaited is not logged
+
+    async def rank(
+        self, *, generations: Mapping[str, int], rerank: bool, texts: TextLoader
+    ) -> Ranking:
+        """Finish the search over `generations` (see `SearchPipeline.search`)."""
+        pipeline = self._pipeline
+        vector = await self._vector if self._vector is not None else None
+        retrieve_started = time.perf_counter()
+        fused = await pipeline._off_loop(
+            lambda: pipeline._retrieve(self._query, vector, generations, self._mode)
+        )
+        items = [Ranked(chunk_id, score) for chunk_id, score in fused]
+        rerank_started = time.perf_counter()
+        reranked = False
+        if rerank and pipeline.reranker is not None and items:
+            items = await pipeline._rerank(self._query, items, texts)
+            reranked = True
+        finished = time.perf_counter()
+        return Ranking(
+            items,
+            reranked,
+            # From `begin` to the vector: the caller's own I/O runs meanwhile.
+            embed_ms=(self._embedded - self._started) * 1000,
+            retrieve_ms=(rerank_started - retrieve_started) * 1000,
+            rerank_ms=(finished - rerank_started) * 1000 if reranked else 0.0,
+        )

@@ -40,15 +40,16 @@ class QueryVectorCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get_many(self, queries: Iterable[str]) -> dict[str, Vector]:
+    def get_many(self, queries: Iterable[str], *, count: bool = True) -> dict[str, Vector]:
+        """Vectors of the queries held; `count=False` leaves `hits` and `misses` alone."""
         found: dict[str, Vector] = {}
         with self._lock:
             for query in queries:
                 vector = self._entries.get(query)
                 if vector is None:
-                    self.misses += 1
+                    self.misses += count
                     continue
-                self.hits += 1
+                self.hits += count
                 self._entries.move_to_end(query)
                 found[query] = vector.copy()
         return found

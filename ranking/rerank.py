@@ -35,6 +35,7 @@ Request = tuple[str, Sequence[Candidate]]  # (query, its candidates)
 
 class Reranker(Protocol):
     model_name: str
+    cache: ScoreCache  # (query, chunk) -> score; its hit and miss counts feed the metrics
 
     def score(self, query: str, candidates: Sequence[Candidate]) -> list[float]:
         """One score per candidate, in order; higher is better."""

@@ -30,12 +30,16 @@ def normalise_query(query: str) -> str:
 
 
 class ScoreCache:
-    """Thread-safe LRU map from (normalised query, chunk id) to score; `max_entries=0` disables."""
+    """Thread-safe LRU map from (normalised query, chunk id) to score; `max_entries=0` disables.
+
+    `hits` and `misses` count lookups, for tests and metrics."""
 
     def __init__(self, max_entries: int = RERANK_CACHE_SIZE) -> None:
         if max_entries < 0:
             raise ValueError("max_entries must be >= 0")
         self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
         self._entries: OrderedDict[CacheKey, float] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -47,9 +51,12 @@ class ScoreCache:
         with self._lock:
             for key in keys:
                 score = self._entries.get(key)
-                if score is not None:
-                    self._entries.move_to_end(key)
-                    found[key] = score
+                if score is None:
+                    self.misses += 1
+                    continue
+                self.hits += 1
+                self._entries.move_to_end(key)
+                found[key] = score
         return found
 
     def put_many(self, scores: Mapping[CacheKey, float]) -> None:

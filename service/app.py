@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,15 +19,16 @@ from litestar.openapi import OpenAPIConfig
 
 from ledger.keys import Principal
 from service.auth import authenticate, authenticate_first
-from service.observability import access_middleware, metrics
+from service.observability import access_middleware, configure_logging, metrics
 from service.problems import EXCEPTION_HANDLERS, ErrorAndAuthDocs
 from service.ratelimit import enforce_rate_limit
 from service.routes import admin, catalog, health, ledger, licences, owners, search
-from service.runtime import Runtime, open_runtime
+from service.runtime import Runtime, open_runtime, size_model_threads
 from service.settings import Settings, load_settings
 from service.strict_json import StrictJsonRequest
 
 MAX_BODY_BYTES = 1024 * 1024
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _runtime(state: State) -> Runtime:
@@ -44,6 +49,32 @@ async def _rate_limit(
         runtime = _runtime(connection.app.state)
         principal = await authenticate(connection, runtime)
         await enforce_rate_limit(runtime.limiter, principal.key_id)
+
+
+def die_with_parent() -> None:
+    """Have the kernel kill this worker if `fairshare serve`'s parent process dies.
+
+    uvicorn's supervisor stops its workers on SIGTERM or SIGINT, but a SIGKILLed (or crashed)
+    parent cannot, and orphaned workers would go on serving, holding the port, with no one to
+    stop them. SIGKILL keeps "the server crashed" meaning what it means with one process: what
+    was not committed is not charged, and a restart can bind the port at once."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def create_worker_app() -> Litestar:
+    """The app of one `fairshare serve` worker process (`service.workers`).
+
+    Settings come from the environment, which the parent process passed on unchanged; the
+    worker's models get their share of the cores before they load."""
+    settings = load_settings()
+    configure_logging()
+    size_model_threads(settings.model_thread_count)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> Litestar:

@@ -18,7 +18,7 @@ from contracts.catalog import USES
 from ledger.rsl import ImportTerms, licence_from_rsl, licence_to_rsl
 from service import cli_ledger
 from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
-from service.runtime import Runtime, open_runtime
+from service.runtime import Runtime, open_runtime, prepare_ledger
 from service.searching import run_search
 from service.settings import Settings, load_settings
 
@@ -212,21 +212,40 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> None:
+    """Serve the API: in this process, or in FAIRSHARE_WORKERS processes sharing one socket."""
     import uvicorn
 
     from service.app import create_app
-    from service.observability import configure_logging
+    from service.observability import configure_logging, share_metrics_across_workers
+    from service.workers import serve_workers
 
+    workers = settings.worker_count
+    if workers > 1 and settings.vector_backend == "qdrant" and not settings.qdrant_url:
+        raise InvalidInput(
+            "FAIRSHARE_WORKERS > 1 cannot share Qdrant local mode (one process at a time): "
+            "serve with FAIRSHARE_VECTOR_BACKEND=faiss, or run a Qdrant server and set "
+            "FAIRSHARE_QDRANT_URL"
+        )
     configure_logging()
     # Our middleware writes one JSON line per request (with its query_id): no uvicorn access log.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    options: dict[str, Any] = {
+        "log_level": "info",
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers == 1:
+        from service.runtime import size_model_threads
+
+        size_model_threads(settings.model_thread_count)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **options)
+        return
+    # Workers are fresh processes that build their app from the environment: migrate and make
+    # the receipt key here first, so that they do not race to.
+    asyncio.run(prepare_ledger(settings))
+    with share_metrics_across_workers():
+        status = serve_workers(workers, settings.host, settings.port, options)
+    if status:
+        raise SystemExit(status)
 
 
 def build_parser() -> argparse.ArgumentParser:

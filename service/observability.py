@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from litestar import Response, get
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from contracts import Hit
 
@@ -51,6 +61,18 @@ RERANK_PAIRS = Histogram(
     "Query-passage pairs scored per rerank call",
     buckets=(1, 5, 10, 20, 30, 50, 100),
 )
+MODEL_BATCH = Histogram(
+    "fairshare_model_batch_size",
+    "Model calls by stage and how many items shared each: queries (embed) or searches' heads "
+    "(rerank); the count is the forward passes made",
+    ["stage"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+CACHE_LOOKUPS = Counter(
+    "fairshare_model_cache_lookups_total",
+    "Query-embedding (embed) and cross-encoder score (rerank) cache lookups, by result",
+    ["stage", "result"],
+)
 RATE_LIMITED = Counter(
     "fairshare_rate_limited_total", "Requests refused with 429 because their key is over its rate"
 )
@@ -60,11 +82,30 @@ RATE_LIMITER_ERRORS = Counter(
 )
 
 access_log = logging.getLogger("fairshare.access")
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 
 
 @get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def metrics() -> Response[bytes]:
+    """This process's metrics, or every worker's summed when `fairshare serve` runs several."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(content=generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(content=generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextmanager
+def share_metrics_across_workers() -> Iterator[None]:
+    """For the duration, worker processes started from here keep their metrics in files in one
+    fresh directory (prometheus_client's multiprocess mode), so any worker's /metrics reports
+    them all. The variable must be set before a worker imports prometheus_client."""
+    with tempfile.TemporaryDirectory(prefix="fairshare-metrics-") as directory:
+        os.environ[MULTIPROCESS_ENV] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
 
 
 def observe_search(timings: dict[str, float], hits: Sequence[Hit], reranked_pairs: int) -> None:
@@ -75,6 +116,19 @@ def observe_search(timings: dict[str, float], hits: Sequence[Hit], reranked_pair
         REVENUE.labels(hit.dataset_id, hit.currency).inc(hit.price_micros)
     if reranked_pairs:
         RERANK_PAIRS.observe(reranked_pairs)
+
+
+class ModelMetrics:
+    """The search pipeline's observer: model calls and cache lookups into Prometheus."""
+
+    def model_call(self, stage: str, size: int) -> None:
+        MODEL_BATCH.labels(stage).observe(size)
+
+    def cache_lookups(self, stage: str, hits: int, misses: int) -> None:
+        if hits:
+            CACHE_LOOKUPS.labels(stage, "hit").inc(hits)
+        if misses:
+            CACHE_LOOKUPS.labels(stage, "miss").inc(misses)
 
 
 def access_middleware(app: ASGIApp) -> ASGIApp:
@@ -111,6 +165,7 @@ def access_middleware(app: ASGIApp) -> ASGIApp:
                         "status": status,
                         "ms": round(elapsed * 1000, 3),
                         "query_id": state.get("query_id"),
+                        "pid": os.getpid(),  # which worker, when `fairshare serve` runs several
                     }
                 )
             )

@@ -28,7 +28,7 @@ from ranking.pipeline import SearchPipeline
 from ranking.qdrant_index import QdrantIndex, open_qdrant
 from ranking.rerank import RerankerStatus, load_reranker
 from ranking.vectors import VectorIndex
-from service.observability import LEDGER_BATCH
+from service.observability import LEDGER_BATCH, ModelMetrics
 from service.ratelimit import RateLimiter, open_rate_limiter
 from service.settings import Settings
 
@@ -48,6 +48,15 @@ def shared_embedder(model: str, backend: str = "torch", cache_dir: Path | None =
                 model, quantized=backend == "onnx-int8", cache_dir=cache_dir
             )
     return _EMBEDDERS[model, backend]
+
+
+def size_model_threads(threads: int) -> None:
+    """Threads per model call in this process. Both backends read torch's setting: torch itself,
+    and ONNX Runtime sessions, which are opened with `torch.get_num_threads()` threads."""
+    import torch  # already loaded by the embedder's package; imported here for this one call
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +151,14 @@ async def open_ledger(settings: Settings) -> AsyncIterator[AsyncEngine]:
         await engine.dispose()
 
 
+async def prepare_ledger(settings: Settings) -> None:
+    """Migrate the database and create the receipt signing key if missing: what processes that
+    start together (`fairshare serve` workers) would otherwise each try at once."""
+    async with open_ledger(settings):
+        pass
+    await asyncio.to_thread(ReceiptSigner.load_or_create, settings.receipt_key_path)
+
+
 def _open_qdrant_index(settings: Settings, dim: int) -> QdrantIndex:
     try:
         client = open_qdrant(url=settings.qdrant_url or None, path=settings.data_dir / "qdrant")
@@ -203,6 +220,7 @@ async def open_runtime(
             embedder_languages=settings.embedder_language_set,
             batch_max_size=settings.batch_max_size,
             batch_max_wait_ms=settings.batch_max_wait_ms,
+            observer=ModelMetrics(),
         )
         limiter = await open_rate_limiter(settings)
         yield Runtime(

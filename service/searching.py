@@ -172,6 +172,64 @@ def receipt_line(hit: Hit) -> ReceiptLine:
     )
 
 
+class PassageLoader:
+    """Chunk id -> Passage, read from the catalog only when first needed and then kept for the
+    rest of the request (the reranker's head is read once, then reused for the response)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._catalog = runtime.catalog
+        self.loaded: dict[str, Passage] = {}
+
+    async def load(self, ids: Sequence[str]) -> None:
+        missing = [i for i in ids if i not in self.loaded]
+        if missing:
+            self.loaded.update(await self._catalog.get_passages(missing))
+
+    async def texts(self, ids: Sequence[str]) -> Mapping[str, str]:
+        """What the cross-encoder reads: title and chunk text (ids no longer stored left out)."""
+        await self.load(ids)
+        loaded = self.loaded
+        return {i: f"{loaded[i].title}\n{loaded[i].text}" for i in ids if i in loaded}
+
+
+async def choose(
+    ranked: Sequence[Ranked],
+    passages: PassageLoader,
+    snapshot: CatalogSnapshot,
+    generations: Mapping[str, int],
+    request: SearchRequest,
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(what to deliver, every candidate looked at) under `top_k` and the budget.
+
+    Passages are read a page at a time in rank order, starting at `top_k`: a search usually
+    delivers its first `top_k` candidates, so reading all ~150 fused ones (most of a request's
+    SQL time) would be waste. Selection walks in rank order and stops at `top_k`, so a prefix
+    that fills it gives exactly what the whole list would.
+    """
+    page = request.top_k
+    seen = 0
+    while True:
+        await passages.load([item.chunk_id for item in ranked[seen : seen + page]])
+        seen = min(seen + page, len(ranked))
+        loaded = passages.loaded
+        candidates = [
+            Candidate(
+                item, loaded[item.chunk_id], snapshot.datasets[loaded[item.chunk_id].dataset_id]
+            )
+            for item in ranked[:seen]
+            if item.chunk_id in loaded and loaded[item.chunk_id].dataset_id in generations
+        ]
+        chosen = select_within_budget(
+            candidates,
+            price=lambda c: c.dataset.licence.price_per_hit_micros,
+            top_k=request.top_k,
+            max_cost_micros=request.max_cost_micros,
+        )
+        if len(chosen) == request.top_k or seen == len(ranked):
+            return chosen, candidates
+        page *= 2
+
+
 async def run_search(
     runtime: Runtime,
     principal: Principal,
@@ -184,42 +242,26 @@ async def run_search(
         raise InvalidInput("query is blank")
     check_scope(request, principal)  # before any replay: a retry is no way around the scope
     digest = request_hash(request, principal.datasets)
-    if idempotency_key is not None:
-        replayed = await runtime.hits.replay(
-            customer_id=principal.customer_id, idempotency_key=idempotency_key, request_hash=digest
+    # The query embedding starts now and runs while the replay check and the catalog read wait
+    # on the database.
+    async with runtime.pipeline.begin(request.query) as pending:
+        if idempotency_key is not None:
+            replayed = await runtime.hits.replay(
+                customer_id=principal.customer_id,
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+            )
+            if replayed is not None:
+                return replayed
+        snapshot = await runtime.snapshot()
+        now = datetime.now(UTC)
+        generations, withheld = searchable_datasets(snapshot, request, principal, now)
+        passages = PassageLoader(runtime)
+        wants_rerank = request.rerank if request.rerank is not None else True
+        ranking = await pending.rank(
+            generations=generations, rerank=wants_rerank, texts=passages.texts
         )
-        if replayed is not None:
-            return replayed
-
-    snapshot = await runtime.snapshot()
-    now = datetime.now(UTC)
-    generations, withheld = searchable_datasets(snapshot, request, principal, now)
-    passages: dict[str, Passage] = {}
-
-    async def load(ids: Sequence[str]) -> Mapping[str, str]:
-        missing = [i for i in ids if i not in passages]
-        if missing:
-            passages.update(await runtime.catalog.get_passages(missing))
-        return {i: f"{passages[i].title}\n{passages[i].text}" for i in ids if i in passages}
-
-    wants_rerank = request.rerank if request.rerank is not None else True
-    ranking = await runtime.pipeline.search(
-        request.query, generations=generations, rerank=wants_rerank, texts=load
-    )
-    await load([item.chunk_id for item in ranking.items])
-    candidates = [
-        Candidate(
-            item, passages[item.chunk_id], snapshot.datasets[passages[item.chunk_id].dataset_id]
-        )
-        for item in ranking.items
-        if item.chunk_id in passages and passages[item.chunk_id].dataset_id in generations
-    ]
-    chosen = select_within_budget(
-        candidates,
-        price=lambda c: c.dataset.licence.price_per_hit_micros,
-        top_k=request.top_k,
-        max_cost_micros=request.max_cost_micros,
-    )
+    chosen, candidates = await choose(ranking.items, passages, snapshot, generations, request)
     if candidates and not chosen:
         # Results exist but the budget buys none of them: say so rather than answer "nothing".
         cheapest = min(c.dataset.licence.price_per_hit_micros for c in candidates)

@@ -14,6 +14,7 @@ from typing import Any
 from contracts import InvalidInput
 from ranking.embedder import EMBEDDER_BACKENDS
 from ranking.rerank import BACKENDS as RERANKER_BACKENDS
+from service.sizing import model_threads, worker_count
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "reranker_backend",
-        "torch",
+        "onnx",
         "How the cross-encoder runs: torch, onnx (fp32 ONNX Runtime) or onnx-int8 (dynamically "
         "quantized). ONNX is exported once from the model's weights into <model dir>/onnx, or "
         "<data dir>/reranker-onnx when that is not writable.",
@@ -116,6 +117,19 @@ SETTINGS: tuple[Setting, ...] = (
         "replica shares one budget per key; empty keeps them in this process (one budget per "
         "process).",
     ),
+    Setting(
+        "workers",
+        "auto",
+        "Worker processes `fairshare serve` runs on one port, each with the indexes (read-only, "
+        "memory-mapped) and one shared ledger database; auto: one per core (README, Measured). "
+        "More than one needs FAISS serving or a Qdrant server, not Qdrant local mode.",
+    ),
+    Setting(
+        "model_threads",
+        "auto",
+        "Threads each `fairshare serve` worker's embedder and cross-encoder use per call; auto: "
+        "the cores divided among the workers. Other commands use every core.",
+    ),
     Setting("host", "127.0.0.1", "Address `fairshare serve` binds."),
     Setting("port", "8000", "Port `fairshare serve` listens on."),
 )
@@ -145,6 +159,8 @@ class Settings:
     rate_limit_per_minute: int
     rate_limit_burst: int
     redis_url: str
+    workers: str
+    model_threads: str
     host: str
     port: int
 
@@ -165,6 +181,14 @@ class Settings:
         return frozenset(
             code.strip().lower() for code in self.embedder_languages.split(",") if code.strip()
         )
+
+    @property
+    def worker_count(self) -> int:
+        return worker_count(self.workers)
+
+    @property
+    def model_thread_count(self) -> int:
+        return model_threads(self.model_threads, self.worker_count)
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)
@@ -227,6 +251,8 @@ def _build(raw: dict[str, str]) -> Settings:
         raise InvalidInput("FAIRSHARE_RATE_LIMIT_BURST must be >= 1")
     if values["redis_url"] and not values["redis_url"].startswith(REDIS_SCHEMES):
         raise InvalidInput(f"FAIRSHARE_REDIS_URL must start with one of {', '.join(REDIS_SCHEMES)}")
+    workers = worker_count(values["workers"])
+    model_threads(values["model_threads"], workers)  # refuses a bad value now, not at serve
     if not 1 <= values["port"] <= 65535:
         raise InvalidInput("FAIRSHARE_PORT must be within 1..65535")
     return Settings(**values)

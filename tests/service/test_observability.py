@@ -13,7 +13,7 @@ from tests.service.conftest import Keys
 from tests.service.test_search_api import search
 
 
-async def _samples(
+async def metric_samples(
     client: httpx.AsyncClient,
 ) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = await client.get("/metrics")
@@ -29,9 +29,9 @@ async def _samples(
 async def test_metrics_count_requests_hits_revenue_and_stages(
     client: httpx.AsyncClient, keys: Keys
 ) -> None:
-    before = await _samples(client)
+    before = await metric_samples(client)
     result = await search(client, keys.agent, query="copper supply shock", top_k=4)
-    after = await _samples(client)
+    after = await metric_samples(client)
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))

@@ -18,6 +18,7 @@ from ranking.rerank import CrossEncoderReranker, load_reranker
 from service.app import create_app
 from service.runtime import Runtime, open_runtime
 from tests.conftest import asgi_client
+from tests.service.test_observability import metric_samples
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -81,3 +82,39 @@ def test_unloadable_reranker_is_reported_not_raised(tmp_path: Path) -> None:
     status = load_reranker(str(tmp_path / "no-such-model"))
     assert status.reranker is None and "could not be loaded" in status.detail
     assert load_reranker("").detail.startswith("no reranker configured")
+
+
+async def test_metrics_count_model_calls_and_cache_hits(
+    reranking: tuple[Runtime, httpx.AsyncClient, str],
+) -> None:
+    _, client, key = reranking
+    query = "metrics probe: an unusual question about tidal easements"
+    before = await metric_samples(client)
+    first = await _search(client, key, query=query, top_k=3)
+    middle = await metric_samples(client)
+    again = await _search(client, key, query=query, top_k=3)
+    after = await metric_samples(client)
+    assert first.reranked and again.reranked
+
+    def delta(
+        start: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+        end: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+        name: str,
+        **labels: str,
+    ) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return end.get(key, 0.0) - start.get(key, 0.0)
+
+    # A new query: one embedding call of one query, and one cross-encoder call over its head.
+    assert delta(before, middle, "fairshare_model_batch_size_count", stage="embed") == 1
+    assert delta(before, middle, "fairshare_model_batch_size_sum", stage="embed") == 1
+    assert delta(before, middle, "fairshare_model_batch_size_count", stage="rerank") == 1
+    lookups = "fairshare_model_cache_lookups_total"
+    assert delta(before, middle, lookups, stage="embed", result="miss") == 1
+    pairs = delta(before, middle, lookups, stage="rerank", result="miss")
+    assert pairs >= 3
+    # The same query again: both caches answer, and no model runs.
+    assert delta(middle, after, "fairshare_model_batch_size_count", stage="embed") == 0
+    assert delta(middle, after, "fairshare_model_batch_size_count", stage="rerank") == 0
+    assert delta(middle, after, lookups, stage="embed", result="hit") == 1
+    assert delta(middle, after, lookups, stage="rerank", result="hit") == pairs
