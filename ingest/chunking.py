@@ -78,6 +78,15 @@ def _snap_forward(text: str, pos: int) -> int:
 
 
 def chunk_document(dataset_id: str, document: Document, token_spans: TokenSpans) -> list[Chunk]:
+    return chunks_at(dataset_id, document, window_spans(document.text, token_spans(document.text)))
+
+
+def chunks_at(dataset_id: str, document: Document, spans: Sequence[tuple[int, int]]) -> list[Chunk]:
+    """The chunks of `document` at these character spans (from `window_spans`).
+
+    Split from `chunk_document` so ingest can tokenize and embed a document before its language
+    is known: the spans do not depend on it, but the ids hash the whole document, language too.
+    """
     digest = content_hash(document)
     return [
         Chunk(
@@ -89,9 +98,7 @@ def chunk_document(dataset_id: str, document: Document, token_spans: TokenSpans)
             char_start=start,
             char_end=end,
         )
-        for ordinal, (start, end) in enumerate(
-            window_spans(document.text, token_spans(document.text))
-        )
+        for ordinal, (start, end) in enumerate(spans)
     ]
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import fcntl
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +24,21 @@ from typing import Protocol
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from contracts import Chunk, ChunkText, Document, InvalidInput
-from ingest.chunking import chunk_document, content_hash, indexed_text
+from ingest.chunking import chunks_at, content_hash, indexed_text, window_spans
 from ingest.readers import Record, RecordError, read_source
 from ranking.embedder import Embedder
 from ranking.language import UNDETERMINED, detect_language, settle_languages
 from ranking.lexical import BM25Index, LexicalDoc
 from ranking.vectors import VectorIndex
 
-EMBED_STEP = 256
+# Chunk texts per embedder call. The embedder sorts each call by length before cutting its model
+# batches, so a larger call pads less: on 1000 SciFact documents (2194 chunks) the model ran
+# 1.242x the real tokens with calls of 256, 1.205x with 1024, 1.202x with all in one call.
+EMBED_STEP = 1024
 
 
 class CatalogWriter(Protocol):
@@ -147,13 +153,9 @@ async def ingest_source(
         if not upserts and not deletes:
             return report
 
-        upserts = _with_languages(upserts)
-        chunked = [
-            (document, digest, chunk_document(dataset_id, document, embedder.token_spans))
-            for document, digest in upserts
-        ]
+        # Embedding on this thread (not a worker) so Ctrl-C stops it between two model batches.
+        chunked, vectors = _chunk_and_embed(dataset_id, upserts, embedder, progress)
         new_chunks = [(document, chunk) for document, _, chunks in chunked for chunk in chunks]
-        vectors = _embed(embedder, [indexed_text(d.title, c.text) for d, c in new_chunks], progress)
         add_ids = [chunk.id for _, chunk in new_chunks]
 
         replaced = {document.id for document, _ in upserts} | set(deletes)
@@ -166,6 +168,8 @@ async def ingest_source(
         ] + [LexicalDoc(c.id, d.title, c.text, d.language or UNDETERMINED) for d, c in new_chunks]
         generation = base_generation + 1
         try:
+            # One after another on this thread, not in parallel: Qdrant local mode's SQLite
+            # connection refuses other threads where SQLite is built multi-thread (macOS).
             for index in vector_indexes:
                 index.prepare(
                     dataset_id,
@@ -192,7 +196,9 @@ async def ingest_source(
         return report
 
 
-def _with_languages(upserts: list[tuple[Document, str]]) -> list[tuple[Document, str]]:
+def _with_languages(
+    upserts: list[tuple[Document, str]], stop: threading.Event | None = None
+) -> list[tuple[Document, str]]:
     """Fill in each document's language where the source did not state it.
 
     Detected per document, then settled over the batch so a rare misdetection does not give a
@@ -200,7 +206,12 @@ def _with_languages(upserts: list[tuple[Document, str]]) -> list[tuple[Document,
     source record, so re-ingesting it is still recognised as unchanged.
     """
     missing = [i for i, (document, _) in enumerate(upserts) if not document.language]
-    detected = settle_languages([detect_language(upserts[i][0].text) for i in missing])
+    detected: list[str] = []
+    for i in missing:
+        if stop is not None and stop.is_set():
+            return upserts  # abandoned: the caller is failing and will not read this
+        detected.append(detect_language(upserts[i][0].text))
+    detected = settle_languages(detected)
     filled = list(upserts)
     for i, language in zip(missing, detected, strict=True):
         document, digest = upserts[i]
@@ -231,15 +242,51 @@ async def _abort(
     lexical.abort(dataset_id, generation=generation)
 
 
-def _embed(embedder: Embedder, texts: Sequence[str], progress: bool) -> np.ndarray:
-    parts = []
-    with tqdm(
-        total=len(texts), desc="embedding", unit="chunk", disable=not progress, file=sys.stderr
-    ) as bar:
-        for start in range(0, len(texts), EMBED_STEP):
-            batch = texts[start : start + EMBED_STEP]
-            parts.append(embedder.embed_passages(batch))
-            bar.update(len(batch))
+def _chunk_and_embed(
+    dataset_id: str,
+    upserts: list[tuple[Document, str]],
+    embedder: Embedder,
+    progress: bool,
+) -> tuple[list[tuple[Document, str, list[Chunk]]], NDArray[np.float32]]:
+    """Chunk and embed the documents while another thread detects their languages.
+
+    Language detection (lingua, ~6 ms of CPU a document) is the one costly step besides the
+    embedding, and needs nothing from it, so it runs alongside; ONNX Runtime releases the GIL.
+    Chunking stays on this thread, between embedder calls, because it uses the embedder's own
+    tokenizer: a Hugging Face fast tokenizer is not safe to call from two threads at once (each
+    call resets its truncation and padding, which can fail with "Already borrowed" or leave the
+    other call untruncated). Embedder calls are the consecutive `EMBED_STEP` slices of all chunk
+    texts in document order. Chunk ids hash the document with its language, so they are made
+    once languages settle.
+    """
+    spans: list[list[tuple[int, int]]] = []
+    parts: list[NDArray[np.float32]] = []
+    pending: list[str] = []
+    stop = threading.Event()
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-language") as pool,
+        tqdm(desc="embedding", unit="chunk", disable=not progress, file=sys.stderr) as bar,
+    ):
+        languages = pool.submit(_with_languages, upserts, stop)
+        try:
+            for document, _ in upserts:
+                windows = window_spans(document.text, embedder.token_spans(document.text))
+                spans.append(windows)
+                pending += [indexed_text(document.title, document.text[a:b]) for a, b in windows]
+                while len(pending) >= EMBED_STEP:
+                    parts.append(embedder.embed_passages(pending[:EMBED_STEP]))
+                    bar.update(EMBED_STEP)
+                    del pending[:EMBED_STEP]
+            if pending:
+                parts.append(embedder.embed_passages(pending))
+                bar.update(len(pending))
+            filled = languages.result()
+        finally:
+            stop.set()  # on failure, stop detecting: nobody will read the languages
+    chunked = [
+        (document, digest, chunks_at(dataset_id, document, windows))
+        for (document, digest), windows in zip(filled, spans, strict=True)
+    ]
     if not parts:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.vstack(parts)
+        return chunked, np.zeros((0, embedder.dim), dtype=np.float32)
+    return chunked, np.vstack(parts)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import Hit, InvalidInput
 from ledger import chain
-from ledger.periods import booking_period, last_closed_period
-from ledger.schema import accounts, hits, journal, postings
+from ledger.periods import booking_period
+from ledger.schema import accounts, hits, journal, periods, postings
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +44,23 @@ class Booked:
     entry: NewEntry = field(repr=False)
 
 
-async def chain_head(conn: AsyncConnection) -> tuple[int, str]:
-    """(seq, hash) of the newest entry, or (0, GENESIS_HASH) for an empty journal."""
+async def _head_and_last_close(conn: AsyncConnection) -> tuple[int, str, str | None]:
+    """(seq, hash) of the newest entry, or (0, GENESIS_HASH) for an empty journal, and the last
+    closed period (None if none): one round trip, since every append needs all three."""
+    newest = select(journal.c.seq, journal.c.hash).order_by(journal.c.seq.desc()).limit(1)
     row = (
         await conn.execute(
-            select(journal.c.seq, journal.c.hash).order_by(journal.c.seq.desc()).limit(1)
+            select(
+                newest.with_only_columns(journal.c.seq).scalar_subquery(),
+                newest.with_only_columns(journal.c.hash).scalar_subquery(),
+                select(func.max(periods.c.period)).scalar_subquery(),
+            )
         )
-    ).first()
-    return (0, chain.GENESIS_HASH) if row is None else (int(row.seq), str(row.hash))
+    ).one()
+    seq, digest, last_closed = row
+    if seq is None:
+        return 0, chain.GENESIS_HASH, last_closed
+    return int(seq), str(digest), last_closed
 
 
 def hit_fields(hit: Hit) -> dict[str, Any]:
@@ -65,8 +74,7 @@ async def append(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[Boo
     for entry in entries:
         _check_balanced(entry)
     await _ensure_accounts(conn, entries)
-    seq, prev = await chain_head(conn)
-    last_closed = await last_closed_period(conn)
+    seq, prev, last_closed = await _head_and_last_close(conn)
     booked: list[Booked] = []
     journal_rows: list[dict[str, Any]] = []
     posting_rows: list[dict[str, Any]] = []

@@ -230,3 +230,115 @@ async def test_unknown_dataset_and_missing_source_are_clear_errors(
         await ingest(runtime, tmp_path / "missing.jsonl")
     with pytest.raises(InvalidInput, match="unknown dataset"):
         await ingest(runtime, write_jsonl(tmp_path / "d.jsonl", DOCS), dataset_id="nope")
+
+
+DEMO = Path(__file__).resolve().parents[2] / "demo" / "clinical" / "documents.jsonl"
+
+
+def mixed_documents() -> list[dict[str, Any]]:
+    """Some long (several chunks each) with no stated language, some short with one."""
+    demo = [json.loads(line) for line in DEMO.read_text().splitlines()[:12]]
+    long = [
+        {"id": f"long-{i}", "title": f"Combined {i}", "text": " ".join(d["text"] for d in group)}
+        for i, group in enumerate([demo[0:3], demo[3:6], demo[6:9]])
+    ]
+    return long + demo[9:12]
+
+
+async def test_pipelined_ingest_writes_what_a_plain_loop_would(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Language detection overlaps chunking and embedding; the stored chunks, their ids and
+    vectors must be exactly those of doing each step in turn over the documents in order."""
+    import msgspec
+    import numpy as np
+
+    from contracts import Document
+    from ingest import run as ingest_run
+    from ingest.chunking import chunk_document, indexed_text
+    from ranking.language import detect_language, settle_languages
+
+    # Small calls, so that embedding and language detection really interleave.
+    monkeypatch.setattr(ingest_run, "EMBED_STEP", 3)
+    docs = mixed_documents()
+    report = await ingest(runtime, write_jsonl(tmp_path / "d.jsonl", docs))
+
+    documents = [Document(**d) for d in docs]
+    unstated = [d for d in documents if not d.language]
+    settled = dict(
+        zip(
+            [d.id for d in unstated],
+            settle_languages([detect_language(d.text) for d in unstated]),
+            strict=True,
+        )
+    )
+    expected = [
+        chunk
+        for d in documents
+        for chunk in chunk_document(
+            "ds",
+            msgspec.structs.replace(d, language=d.language or settled[d.id]),
+            runtime.embedder.token_spans,
+        )
+    ]
+    assert report.chunks_written == len(expected) > 2 * 3  # several embedder calls
+    stored = await runtime.catalog.get_passages([c.id for c in expected])
+    assert [
+        (stored[c.id].text, stored[c.id].char_start, stored[c.id].char_end) for c in expected
+    ] == [(c.text, c.char_start, c.char_end) for c in expected]
+
+    title = {d.id: d.title for d in documents}
+    texts = [indexed_text(title[c.document_id], c.text) for c in expected]
+    reference = np.vstack(
+        [runtime.embedder.embed_passages(texts[i : i + 3]) for i in range(0, len(texts), 3)]
+    )
+    faiss_dir = runtime.settings.data_dir / "faiss" / "ds" / str(report.generation)
+    assert json.loads((faiss_dir / "ids.json").read_text()) == [c.id for c in expected]
+    np.testing.assert_allclose(np.load(faiss_dir / "vectors.npy"), reference, atol=1e-6)
+
+
+async def test_an_embedding_failure_midway_writes_nothing(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingest import run as ingest_run
+
+    monkeypatch.setattr(ingest_run, "EMBED_STEP", 2)
+    real = runtime.embedder
+
+    class FailsOnSecondCall:
+        """The real embedder, except that its second passage call fails (e.g. out of memory)."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def embed_passages(self, texts: Sequence[str]) -> Any:
+            self.calls += 1
+            if self.calls == 2:
+                raise MemoryError("out of memory")
+            return real.embed_passages(texts)
+
+    with pytest.raises(MemoryError):
+        await ingest_source(
+            write_jsonl(tmp_path / "d.jsonl", mixed_documents()),
+            dataset_id="ds",
+            catalog=runtime.catalog,
+            embedder=FailsOnSecondCall(),
+            vector_indexes=runtime.vector_indexes(),
+            lexical=runtime.lexical,
+            lock_dir=runtime.lock_dir,
+            progress=False,
+        )
+    assert (await runtime.catalog.generations())["ds"] == 0
+    assert await visible_chunks(runtime) == {
+        "sql": set(),
+        "faiss": set(),
+        "qdrant": set(),
+        "bm25": set(),
+    }
+    assert runtime.qdrant is not None and runtime.qdrant.chunk_ids("ds", 1) == set()
+    # The lock is free and the next ingest goes through.
+    report = await ingest(runtime, write_jsonl(tmp_path / "d.jsonl", DOCS))
+    assert report.added == 3
