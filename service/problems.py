@@ -68,8 +68,23 @@ def handle_fairshare_error(request: Request[Any, Any, Any], exc: FairshareError)
     return response
 
 
+# What Litestar raises (as a 500) when the client hangs up before its body has arrived.
+_CLIENT_GONE = "client disconnected prematurely"
+
+
 def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
+    if status == 500 and exc.detail == _CLIENT_GONE:
+        # Not our error, and nobody is left to read the answer: a 400 for the access log and
+        # metrics, no stack trace in the error log. Nothing was searched or charged.
+        log.info("client closed %s %s before sending its body", request.method, request.url.path)
+        return problem(
+            400,
+            PROBLEM_BASE + _HTTP_SLUGS[400][0],
+            _HTTP_SLUGS[400][1],
+            "the client closed the connection before sending the whole body",
+            request.url.path,
+        )
     if status >= 500:
         return handle_unexpected(request, exc)
     slug, title = _HTTP_SLUGS.get(status, ("http-error", "HTTP error"))

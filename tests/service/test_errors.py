@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from service.app import create_app
 from service.runtime import Runtime
 from tests.service.conftest import Keys
 
@@ -210,4 +211,51 @@ async def test_hostile_bodies_are_4xx_and_charge_nothing(
         SEARCH, content=body, headers={**keys.auth(keys.agent), "Content-Type": "application/json"}
     )
     assert_problem(response, status, *([needle] if needle else []))
+    assert await demo_runtime.hits.count_hits() == before
+
+
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    demo_runtime: Runtime, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The body stops arriving and the connection closes: nothing is searched or charged, and
+    it is logged as the client's doing (a 400), not as an unhandled error with a traceback."""
+    app = create_app(runtime=demo_runtime)
+    before = await demo_runtime.hits.count_hits()
+    messages = iter(
+        [
+            {"type": "http.request", "body": b'{"query": "adverse poss', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return next(messages)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": SEARCH,
+        "raw_path": SEARCH.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", f"Bearer {keys.agent}".encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"200"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+    with caplog.at_level("INFO"):
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert await demo_runtime.hits.count_hits() == before
