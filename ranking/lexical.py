@@ -15,9 +15,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bm25s
+import numpy as np
 from bm25s.tokenization import Tokenizer
+from numpy.typing import NDArray
 
 from ranking.analysis import analyser_for
 from ranking.vectors import merge_top_k
@@ -40,6 +43,23 @@ class LexicalDoc:
 
 def bm25_text(title: str, text: str, title_weight: int = TITLE_WEIGHT) -> str:
     return "\n".join([title] * title_weight + [text]) if title else text
+
+
+def top_k(scores: NDArray[np.floating[Any]], k: int) -> NDArray[np.intp]:
+    """Positions of the `k` best positive scores, best first (ties by position).
+
+    Only the documents that share a word with the query score above 0, a few percent of a
+    large corpus: selecting among those instead of the whole score array (as bm25s's `retrieve`
+    does) took BM25 at 1M chunks from ~45 ms to ~5 ms a query (bench/scale.py).
+    """
+    matched = np.flatnonzero(scores > 0)  # ascending positions
+    if matched.size > k:
+        kept = scores[matched]
+        kth = -np.partition(-kept, k - 1)[k - 1]  # the k-th best score
+        better = matched[kept > kth]
+        tied = matched[kept == kth][: k - better.size]  # the lowest positions among the ties
+        matched = np.concatenate([better, tied])
+    return matched[np.lexsort((matched, -scores[matched]))]
 
 
 class _SubIndex:
@@ -157,16 +177,8 @@ class BM25Index:
                 )[0]
                 if not token_ids:
                     continue
-                positions, scores = part.retriever.retrieve(
-                    [token_ids], k=min(k, len(part.ids)), show_progress=False, n_threads=1
-                )
-                results.append(
-                    [
-                        (part.ids[int(p)], float(s))
-                        for p, s in zip(positions[0], scores[0], strict=True)
-                        if s > 0
-                    ]
-                )
+                scores = part.retriever.get_scores_from_ids(token_ids)
+                results.append([(part.ids[int(p)], float(scores[p])) for p in top_k(scores, k)])
         return merge_top_k(results, k)
 
     def languages_of(
