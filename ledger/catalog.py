@@ -316,9 +316,8 @@ class CatalogStore:
     async def serving_state(self) -> dict[str, tuple[int, str]]:
         """Dataset id -> (generation, licence id): one cheap query a search can afford, telling
         whether anything that affects what it serves or how it prices has changed."""
-        query = select(datasets.c.id, datasets.c.generation, datasets.c.licence_id)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(_SERVING_STATE)).all()
         return {r.id: (r.generation, r.licence_id) for r in rows}
 
     # -- documents and chunks --------------------------------------------------------------------
@@ -444,7 +443,7 @@ class CatalogStore:
         async with self._engine.connect() as conn:
             for start in range(0, len(wanted), MAX_IDS_PER_QUERY):
                 batch = wanted[start : start + MAX_IDS_PER_QUERY]
-                rows = await conn.execute(_passage_query().where(chunks.c.id.in_(batch)))
+                rows = await conn.execute(_PASSAGES, {"ids": batch})
                 found.update((r.chunk_id, _passage(r)) for r in rows)
         return found
 
@@ -461,8 +460,11 @@ def _chunk_document_join() -> Any:
     )
 
 
-def _passage_query() -> Any:
-    return select(
+# Run by every search (state) and for every page of its results (passages): built once, since
+# building a SQLAlchemy expression costs more Python than running the cached compiled form.
+_SERVING_STATE = select(datasets.c.id, datasets.c.generation, datasets.c.licence_id)
+_PASSAGES = (
+    select(
         chunks.c.id.label("chunk_id"),
         chunks.c.dataset_id,
         chunks.c.document_id,
@@ -471,7 +473,10 @@ def _passage_query() -> Any:
         chunks.c.text,
         chunks.c.char_start,
         chunks.c.char_end,
-    ).join_from(chunks, documents, _chunk_document_join())
+    )
+    .join_from(chunks, documents, _chunk_document_join())
+    .where(chunks.c.id.in_(bindparam("ids", expanding=True)))
+)
 
 
 def _passage(row: AnyRow) -> Passage:

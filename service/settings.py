@@ -121,7 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
         "workers",
         "auto",
         "Worker processes `fairshare serve` runs on one port, each with the indexes (read-only, "
-        "memory-mapped) and one shared ledger database; auto: one per core (README, Measured). "
+        "memory-mapped) and one shared ledger database; auto: one per 4 cores (README, Workers). "
         "More than one needs FAISS serving or a Qdrant server, not Qdrant local mode.",
     ),
     Setting(

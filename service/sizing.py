@@ -4,7 +4,7 @@ The models are the only heavy work (issue 6), and ONNX Runtime and torch each pa
 call over their intra-op threads. Workers beyond one buy a second event loop, so the Python
 around the models (HTTP, SQL, fusion, the ledger write) runs on more than one core; threads per
 worker buy faster single calls. `auto` splits the cores between the two as measured in the
-README (Measured, Serving under load): see `WORKERS_PER_CORE` below.
+README (Measured, Serving under load) and `WORKERS_PER_CORE` below.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ import os
 from contracts import InvalidInput
 
 AUTO = "auto"
-# One worker per core, each model call on its share of the cores: the non-model Python of a
-# search (HTTP, SQL, fusion, the ledger write) runs on one core per process, and is most of a
-# search's cost without rerank (README, Measured, Serving under load).
-WORKERS_PER_CORE = 1.0
+# One worker per 4 cores. On the 2-core machine (bench/serve.py, README) 2 workers x 1 model
+# thread served no more searches/s at 16 clients than 1 x 2 (125 vs 128 without rerank; the
+# cores, not one event loop, were the limit) and a lone rerank took twice as long (1,202 vs
+# 643 ms p50: each call had half the threads). Where one process cannot use every core, a
+# worker per 4 cores keeps each model call 4 threads wide; that ratio is a judgement, not yet
+# measured on a larger machine.
+WORKERS_PER_CORE = 0.25
 
 
 def available_cores() -> int:
@@ -26,7 +29,7 @@ def available_cores() -> int:
 
 
 def worker_count(setting: str, cores: int | None = None) -> int:
-    """FAIRSHARE_WORKERS: a positive integer, or `auto` (one per core, as measured above)."""
+    """FAIRSHARE_WORKERS: a positive integer, or `auto` (one per 4 cores, at least one)."""
     if setting.strip().lower() == AUTO:
         return max(1, int((cores or available_cores()) * WORKERS_PER_CORE))
     return _positive("FAIRSHARE_WORKERS", setting)
