@@ -51,11 +51,15 @@ endef
 test-services:
 	$(call debian_tool,redis-server,redis-server,make test)
 
-## Live `fairshare serve` under wrk at 1, 4 and 16 clients against the model-only reference
-## (bench/serve.py). Writes bench/out/serve.json.
+## Issue 6's figures: a live `fairshare serve` under wrk at 1, 4 and 16 clients against the
+## model-only reference (bench/serve.py), ingest against embedding alone (bench/ingest_speed.py)
+## and p50/RSS at 10k, 100k and 1M chunks (bench/scale.py; its first run builds the corpora,
+## ~10 min, cached in var/bench/). Each prints a table and writes bench/out/<name>.json.
 bench: $(STAMP)
 	$(call debian_tool,wrk,wrk,make bench)
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/ingest_speed.py --limit-docs 1000
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
