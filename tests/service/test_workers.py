@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -93,3 +96,36 @@ async def test_workers_share_one_port_and_one_ledger(demo_runtime: Runtime, tmp_
     assert not any(_alive(pid) for pid in pids)  # and SIGTERM stopped both
     report = await verify(demo_runtime.engine)
     assert report.ok, report.problems
+
+
+def _serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("FAIRSHARE_")}
+    fairshare = Path(sys.executable).parent / "fairshare"
+    return subprocess.run(
+        [str(fairshare), "serve"],
+        env={**inherited, "FAIRSHARE_DATA_DIR": str(tmp_path / "data"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_workers_refuse_a_port_another_server_holds(tmp_path: Path) -> None:
+    """Workers bind with SO_REUSEPORT, which would otherwise let them share the port silently
+    with whatever listens there."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = _serve(
+            {"FAIRSHARE_WORKERS": "2", "FAIRSHARE_HOST": "127.0.0.1", "FAIRSHARE_PORT": str(port)},
+            tmp_path,
+        )
+    assert done.returncode == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in done.stderr
+
+
+def test_workers_refuse_qdrant_local_mode(tmp_path: Path) -> None:
+    done = _serve({"FAIRSHARE_WORKERS": "2", "FAIRSHARE_VECTOR_BACKEND": "qdrant"}, tmp_path)
+    assert done.returncode == 2
+    assert "Qdrant local mode" in done.stderr and "FAIRSHARE_QDRANT_URL" in done.stderr
