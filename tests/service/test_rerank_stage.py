@@ -6,19 +6,26 @@ This model's scoring head is freshly initialised, so these tests prove the stage
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import anyio.to_thread
 import httpx
 import msgspec
+import pytest
 import pytest_asyncio
 
 from contracts import SearchResponse
-from ranking.rerank import CrossEncoderReranker, load_reranker
+from ranking.rerank import CrossEncoderReranker, PairScorer, load_reranker
 from service.app import create_app
 from service.runtime import Runtime, open_runtime
 from tests.conftest import asgi_client
+from tests.ranking.counting import CountingScorer
 from tests.service.test_observability import metric_samples
+
+GUARD_S = 30  # a bound against a hang, not a timing assertion
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -118,3 +125,40 @@ async def test_metrics_count_model_calls_and_cache_hits(
     assert delta(middle, after, "fairshare_model_batch_size_count", stage="rerank") == 0
     assert delta(middle, after, lookups, stage="embed", result="hit") == 1
     assert delta(middle, after, lookups, stage="rerank", result="hit") == pairs
+
+
+class GatedScorer(CountingScorer):
+    """The real cross-encoder, held inside its forward pass until the test opens the gate."""
+
+    def __init__(self, inner: PairScorer) -> None:
+        super().__init__(inner)
+        self.entered = threading.Event()
+        self.open = threading.Event()
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        self.entered.set()
+        assert self.open.wait(GUARD_S)
+        return super().score_pairs(pairs)
+
+
+async def test_a_slow_rerank_stalls_neither_health_nor_another_search(
+    reranking: tuple[Runtime, httpx.AsyncClient, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, client, key = reranking
+    reranker = runtime.reranker.reranker
+    assert isinstance(reranker, CrossEncoderReranker)
+    gated = GatedScorer(reranker.scorer)
+    monkeypatch.setattr(reranker, "scorer", gated)
+    slow = asyncio.create_task(
+        _search(client, key, query="a question nobody reranked before: tidal rights", top_k=3)
+    )
+    try:
+        assert await anyio.to_thread.run_sync(gated.entered.wait, GUARD_S)
+        assert (await client.get("/healthz")).status_code == 200
+        other = await _search(client, key, query="duty of care", top_k=2, rerank=False)
+        recorded = await runtime.hits.hits_for_query(other.query_id)
+        assert [h.chunk_id for h in recorded] == [r.chunk_id for r in other.results]
+        assert not slow.done()  # answered and committed while the rerank was still running
+    finally:
+        gated.open.set()
+    assert (await slow).reranked
