@@ -43,7 +43,6 @@ import hashlib
 import itertools
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -360,36 +359,6 @@ def memory_mib(pid: int) -> dict[str, Any]:
     }
 
 
-class ScaleServer(serve_bench.Server):
-    """bench/serve.py's Server, started as `python -m service.cli serve`.
-
-    The same program, but a command line without "fairshare serve" in it: scripts on this shared
-    machine that `pkill -f "fairshare serve"` to restart their own server killed ours mid-run.
-    """
-
-    def start(self) -> dict[str, Any]:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve"],
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + serve_bench.STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"fairshare serve exited; see {self.log}")
-            try:
-                ready = httpx.get(self.url + "/readyz", timeout=2)
-                if ready.status_code == 200:
-                    return dict(ready.json())
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise SystemExit(f"fairshare serve did not become ready; see {self.log}")
-
-
 def disk_mib(path: Path) -> dict[str, float]:
     """Allocated size of the data dir and its main parts."""
     parts: dict[str, float] = {}
@@ -554,7 +523,7 @@ def measure(
     env = {"FAIRSHARE_DATA_DIR": str(data_dir), "FAIRSHARE_RATE_LIMIT_PER_MINUTE": "0"}
     if workers is not None:
         env["FAIRSHARE_WORKERS"] = workers
-    server = ScaleServer(env, CACHE / f"scale-{n}.serve.log")
+    server = serve_bench.Server(env, CACHE / f"scale-{n}.serve.log")
     print(f"scale-{n}: starting fairshare serve on {server.url}", file=sys.stderr)
     ready = server.start()
     assert server.process is not None
@@ -767,16 +736,7 @@ def main() -> None:
             "seed": args.seed,
             "workers": workers,
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "loadavg_before": loadavg_before,
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        },
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        or None,
+        **serve_bench.run_context(loadavg_before),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -110,6 +110,22 @@ end
 """
 
 
+def run_context(loadavg_before: list[float]) -> dict[str, Any]:
+    """The machine and commit a benchmark ran on, for its JSON (every bench/ script's)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": loadavg_before,
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        },
+        "commit": commit or None,
+    }
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
@@ -203,10 +219,15 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> dict[str, Any]:
-        fairshare = Path(sys.executable).parent / "fairshare"
+        # `fairshare serve` as `python -m service.cli serve`: the same program, with a command
+        # line that a `pkill -f "fairshare serve"` elsewhere on a shared machine cannot match.
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(fairshare), "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "service.cli", "serve"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
@@ -524,16 +545,7 @@ def main() -> None:
             "load_generator": "wrk -t1 -cN, closed loop, one distinct query per request",
             "query_pool": len(pool),
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "loadavg_before": loadavg_before,
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        },
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        or None,
+        **run_context(loadavg_before),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
