@@ -13,6 +13,7 @@ from typing import Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import msgspec
+import msgspec.inspect
 
 from contracts import Dataset, Payout, SearchResponse, Statement
 from contracts.catalog import Use
@@ -20,14 +21,51 @@ from contracts.views import ChunkView, CustomerBalance, Receipt
 
 T = TypeVar("T")
 
-_search = msgspec.json.Decoder(SearchResponse)
-_datasets = msgspec.json.Decoder(list[Dataset])
-_chunk = msgspec.json.Decoder(ChunkView)
-_receipt = msgspec.json.Decoder(Receipt)
+
+class _Lenient(Generic[T]):
+    """Decodes a server's answer into `T`, ignoring fields this SDK does not know.
+
+    Some contract types are request bodies too and refuse unknown fields (`Licence`, `Dataset`,
+    `Owner`), which is right for what a server accepts and wrong for what a client reads: an
+    SDK older than the server must keep working when the server adds a field. Such fields are
+    dropped before the answer is converted, at every depth; what is known is still checked.
+    """
+
+    def __init__(self, kind: Any) -> None:
+        self._kind = kind
+        self._info = msgspec.inspect.type_info(kind)
+
+    def decode(self, raw: bytes) -> T:
+        value = _known(msgspec.json.decode(raw), self._info)
+        converted: T = msgspec.convert(value, self._kind)
+        return converted
+
+
+def _known(value: Any, info: msgspec.inspect.Type) -> Any:
+    if isinstance(info, msgspec.inspect.StructType) and isinstance(value, dict):
+        fields = {f.encode_name: f.type for f in info.fields}
+        return {k: _known(v, fields[k]) for k, v in value.items() if k in fields}
+    if isinstance(info, msgspec.inspect.ListType | msgspec.inspect.VarTupleType) and isinstance(
+        value, list
+    ):
+        return [_known(v, info.item_type) for v in value]
+    if isinstance(info, msgspec.inspect.DictType) and isinstance(value, dict):
+        return {k: _known(v, info.value_type) for k, v in value.items()}
+    if isinstance(info, msgspec.inspect.UnionType):
+        structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+        if len(structs) == 1:  # X | None: the only unions of structs the contracts use
+            return _known(value, structs[0])
+    return value
+
+
+_search = _Lenient[SearchResponse](SearchResponse)
+_datasets = _Lenient[list[Dataset]](list[Dataset])
+_chunk = _Lenient[ChunkView](ChunkView)
+_receipt = _Lenient[Receipt](Receipt)
 _jwks = msgspec.json.Decoder(dict[str, Any])
-_balance = msgspec.json.Decoder(CustomerBalance)
-_statement = msgspec.json.Decoder(Statement)
-_payouts = msgspec.json.Decoder(list[Payout])
+_balance = _Lenient[CustomerBalance](CustomerBalance)
+_statement = _Lenient[Statement](Statement)
+_payouts = _Lenient[list[Payout]](list[Payout])
 
 
 @dataclass(frozen=True, slots=True)
