@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from contracts import Licence, Owner
 from ingest.run import IngestReport, ingest_source
 from ranking.embedder import EMBED_BATCH, Embedder
-from service.runtime import open_runtime
+from service.runtime import Runtime, open_runtime
 from service.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,15 +47,31 @@ WORK = ROOT / "var" / "bench" / "ingest-speed"
 KEEP = {"embedder-onnx"}  # the export is a one-off cost, not ingest's
 DATASET = "scifact-ingest"
 OWNER = Owner(id="bench", name="Benchmark owner", email="", currency="USD")
-LICENCE = Licence(
-    id="bench-scifact",
-    name="SciFact, benchmark only",
-    currency="USD",
-    price_per_hit_micros=1000,
-    owner_share_bps=7000,
-    snippet_cap_chars=1000,
-    attribution="SciFact (BEIR); benchmark use only.",
-)
+
+
+async def add_priced_dataset(
+    runtime: Runtime, dataset_id: str, name: str, *, snippet_cap_chars: int
+) -> None:
+    """The benchmark owner and a dataset under a priced licence (every bench/ script's), so that
+    pricing and the ledger are part of what is measured."""
+    await runtime.catalog.add_owner(OWNER)
+    await runtime.catalog.add_dataset(
+        dataset_id=dataset_id,
+        owner_id=OWNER.id,
+        name=name,
+        description="benchmark only",
+        licence=Licence(
+            id=f"{dataset_id}-licence",
+            name=f"{name}, benchmark only",
+            currency=OWNER.currency,
+            price_per_hit_micros=1000,
+            owner_share_bps=7000,
+            snippet_cap_chars=snippet_cap_chars,
+            attribution=f"{name}; benchmark use only.",
+        ),
+    )
+
+
 TARGET_RATIO = 0.9  # issue 6
 
 
@@ -124,14 +140,7 @@ async def ingest_once(source: Path) -> tuple[Timed, IngestReport, list[list[str]
     fresh_work_dir()
     settings = load_settings({"FAIRSHARE_DATA_DIR": str(WORK)})
     async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
-        await runtime.catalog.add_owner(OWNER)
-        await runtime.catalog.add_dataset(
-            dataset_id=DATASET,
-            owner_id=OWNER.id,
-            name="SciFact (ingest benchmark)",
-            description="",
-            licence=LICENCE,
-        )
+        await add_priced_dataset(runtime, DATASET, "SciFact (BEIR)", snippet_cap_chars=1000)
         recorder = RecordingEmbedder(runtime.embedder)
         with Timed() as timed:
             report = await ingest_source(

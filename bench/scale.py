@@ -62,7 +62,7 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 from numpy.typing import NDArray
 
-from contracts import Chunk, ChunkText, Document, Licence, Owner
+from contracts import Chunk, ChunkText, Document
 from ingest.run import ingest_source
 from ranking.embedder import Embedder
 from ranking.faiss_build import describe
@@ -83,16 +83,6 @@ DATASET = "scale-synthetic"
 META = "scale-meta.json"
 # Bump when the generated data changes, so an old build is not silently reused.
 DATA_VERSION = 1
-OWNER = Owner(id="bench-scale", name="Scale benchmark owner", email="", currency="USD")
-LICENCE = Licence(
-    id="bench-scale",
-    name="Synthetic, benchmark only",
-    currency="USD",
-    price_per_hit_micros=1000,
-    owner_share_bps=7000,
-    snippet_cap_chars=2_000,
-    attribution="Synthetic text for bench/scale.py.",
-)
 # Words per document text: at ~1.3 word-pieces per vocabulary word this stays under the
 # 200-token chunk window (ingest.chunking), so each document is one chunk and N documents are N
 # chunks.
@@ -392,13 +382,8 @@ def build(n: int, seed: int) -> None:
 
     async def run() -> dict[str, Any]:
         async with open_runtime(settings, with_qdrant=False, with_reranker=False) as runtime:
-            await runtime.catalog.add_owner(OWNER)
-            await runtime.catalog.add_dataset(
-                dataset_id=DATASET,
-                owner_id=OWNER.id,
-                name="Synthetic scale corpus",
-                description="bench/scale.py",
-                licence=LICENCE,
+            await serve_bench.ingest_speed.add_priced_dataset(
+                runtime, DATASET, "Synthetic scale corpus", snippet_cap_chars=2_000
             )
             embedder = SyntheticPassages(runtime.embedder, seed)
             faiss_index = TimedFaiss(runtime.faiss)

@@ -53,7 +53,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from contracts import Licence, Owner
 from ranking.embedder import Embedder, quiet_model_loading, resolve_model
 from ranking.rerank import RERANK_BATCH, PairScorer, build_scorer
 from service.runtime import open_runtime, shared_embedder
@@ -69,17 +68,6 @@ CACHE = ROOT / "var" / "bench"
 DATASET = "scifact-bench"
 RERANK_DEPTH = 30
 TOP_K = 10
-OWNER = Owner(id="bench", name="Benchmark owner", email="", currency="USD")
-# Priced like a real dataset, so that pricing and the ledger are part of the measured path.
-LICENCE = Licence(
-    id="bench-scifact",
-    name="SciFact, benchmark only",
-    currency="USD",
-    price_per_hit_micros=1000,
-    owner_share_bps=7000,
-    snippet_cap_chars=100_000,  # whole chunks come back, so the reference can rerank the same text
-    attribution="SciFact (BEIR); benchmark use only.",
-)
 # From issue 6.
 TARGET_OVERHEAD_MS = {"no_rerank": 10.0, "rerank": 15.0}
 TARGET_QPS_RATIO = 0.85
@@ -150,13 +138,9 @@ async def build_index(data_dir: Path, corpus: Path, limit: int | None) -> dict[s
         source = Path(tmp) / "corpus.jsonl"
         documents = ingest_speed.write_source(corpus, source, limit)
         async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
-            await runtime.catalog.add_owner(OWNER)
-            await runtime.catalog.add_dataset(
-                dataset_id=DATASET,
-                owner_id=OWNER.id,
-                name="SciFact (benchmark)",
-                description="SciFact corpus for bench/serve.py",
-                licence=LICENCE,
+            # Whole chunks come back, so the model-only reference reranks the same text.
+            await ingest_speed.add_priced_dataset(
+                runtime, DATASET, "SciFact (BEIR)", snippet_cap_chars=100_000
             )
             started = time.perf_counter()
             report = await runtime.ingest(source, DATASET, progress=True)
