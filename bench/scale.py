@@ -357,7 +357,9 @@ def disk_mib(path: Path) -> dict[str, float]:
         if file.is_file() and not file.is_symlink():
             size = file.stat().st_blocks * 512
             total += size
-            top = file.relative_to(path).parts[0]
+            relative = file.relative_to(path).parts
+            # A region's partition (regions/<region>/...) is reported by its parts.
+            top = relative[2] if relative[0] == "regions" and len(relative) >= 3 else relative[0]
             key = "catalog" if top.startswith("fairshare.db") else top
             parts[key] = parts.get(key, 0) + size
     wanted = ("faiss", "bm25", "catalog", "embedder-onnx")
@@ -387,7 +389,7 @@ def build(n: int, seed: int) -> None:
             )
             embedder = SyntheticPassages(runtime.embedder, seed)
             faiss_index = TimedFaiss(runtime.faiss)
-            lexical = TimedBM25(settings.data_dir / "bm25")
+            lexical = TimedBM25(settings.partition_dir / "bm25")
             catalog = TimedCatalog(runtime.catalog)
             began = time.perf_counter()
             report = await ingest_source(
@@ -467,8 +469,8 @@ def retrieval_breakdown(data_dir: Path, generation: int, queries: Sequence[str])
     vectors = embedder.embed_queries(list(queries))
     generations = {DATASET: generation}
     depth = settings.candidate_depth
-    faiss_index = FaissIndex(data_dir / "faiss", embedder.dim)
-    lexical = BM25Index(data_dir / "bm25")
+    faiss_index = FaissIndex(settings.partition_dir / "faiss", embedder.dim)
+    lexical = BM25Index(settings.partition_dir / "bm25")
     started = time.perf_counter()
     faiss_index.search(vectors[0], depth, generations)
     faiss_load_s = time.perf_counter() - started

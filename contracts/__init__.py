@@ -27,9 +27,17 @@ from contracts.ledger import (
     Payout,
     ReceiptClaims,
     ReceiptLine,
+    RegionLine,
     Statement,
 )
 from contracts.money import Money, split_price
+from contracts.residency import DatasetResidency, ResidencyReport, StoreResidency
+from contracts.revocation import (
+    RegionRemoval,
+    RevocationClaims,
+    RevocationReceipt,
+    StoreRemoval,
+)
 from contracts.search import (
     Citation,
     SearchRequest,
@@ -47,6 +55,7 @@ __all__ = [
     "ConflictError",
     "Dataset",
     "DatasetLine",
+    "DatasetResidency",
     "DayLine",
     "Document",
     "DocumentLine",
@@ -64,10 +73,17 @@ __all__ = [
     "RateLimited",
     "ReceiptClaims",
     "ReceiptLine",
+    "RegionLine",
+    "RegionRemoval",
+    "ResidencyReport",
+    "RevocationClaims",
+    "RevocationReceipt",
     "SearchRequest",
     "SearchResponse",
     "SearchResult",
     "Statement",
+    "StoreRemoval",
+    "StoreResidency",
     "Timings",
     "Unavailable",
     "Withheld",

@@ -25,6 +25,8 @@ USES: tuple[str, ...] = get_args(Use)
 DEFAULT_PERMITS: tuple[Use, ...] = ("rag", "display", "summarize")
 # ISO 3166-1 alpha-2 (plus the reserved EU): where a customer is, and where content may go.
 Territory = Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]
+# Where a deployment stores, embeds and searches content (FAIRSHARE_REGION): sg, id, eu, za...
+Region = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 UtcTime = Annotated[datetime, Meta(tz=True)]
 
 
@@ -54,6 +56,8 @@ class Licence(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     # Served from `valid_from` (inclusive) until `valid_until` (exclusive); None: open-ended.
     valid_from: UtcTime | None = None
     valid_until: UtcTime | None = None
+    # Regions whose deployments may store, embed and search the content; None: any region.
+    processing_regions: Annotated[list[Region], Meta(min_length=1, max_length=100)] | None = None
 
     def __post_init__(self) -> None:
         if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
@@ -69,6 +73,9 @@ class Licence(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
             prohibits=[u for u in USES if not self.allows_use(u)],  # type: ignore[misc]
             territories=None if self.territories is None else sorted(set(self.territories)),
             excluded_territories=sorted(set(self.excluded_territories)),
+            processing_regions=None
+            if self.processing_regions is None
+            else sorted(set(self.processing_regions)),
         )
 
     def allows_use(self, use: str) -> bool:
@@ -80,14 +87,23 @@ class Licence(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
             return False
         return self.territories is None or (territory is not None and territory in self.territories)
 
+    def processes_in(self, region: str) -> bool:
+        """May a deployment in `region` store, embed and search this content?"""
+        return self.processing_regions is None or region in self.processing_regions
+
     def in_force(self, at: datetime) -> bool:
         return (self.valid_from is None or self.valid_from <= at) and (
             self.valid_until is None or at < self.valid_until
         )
 
-    def refusal(self, *, use: str, territory: str | None, at: datetime) -> str | None:
-        """Why this licence does not let content go to this customer for this use now; None if
-        it does. The reason is shown to the customer, so it names the rule, not the terms."""
+    def refusal(
+        self, *, use: str, territory: str | None, at: datetime, region: str | None = None
+    ) -> str | None:
+        """Why this licence does not let content go to this customer for this use now, from a
+        deployment in `region` (None: wherever); None if it does. The reason is shown to the
+        customer, so it names the rule, not the terms."""
+        if region is not None and not self.processes_in(region):
+            return f"licence {self.id} does not allow processing in region {region}"
         if not self.in_force(at):
             return f"licence {self.id} is not in force at {at.isoformat(timespec='seconds')}"
         if not self.allows_use(use):
@@ -119,6 +135,9 @@ class Dataset(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     description: Annotated[str, Meta(max_length=2_000)] = ""
     document_count: Annotated[int, Meta(ge=0)] = 0
     chunk_count: Annotated[int, Meta(ge=0)] = 0
+    # When the dataset was revoked: its content is gone from every store of this region and it
+    # is never served again. The row stays, because hits and statements refer to it.
+    revoked_at: UtcTime | None = None
 
 
 class Document(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

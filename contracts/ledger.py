@@ -38,6 +38,10 @@ class Hit(msgspec.Struct, frozen=True, kw_only=True):
     platform_micros: Micros
     currency: CurrencyCode
     created_at: datetime
+    # Residency audit: the region whose deployment processed the search, and the customer's
+    # jurisdiction (ISO 3166-1 alpha-2) then. None: recorded before they were kept, or unknown.
+    region: str | None = None
+    territory: str | None = None
 
 
 class ReceiptLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +89,17 @@ class DatasetLine(msgspec.Struct, frozen=True, kw_only=True):
     dataset_id: str
     dataset_name: str
     licence_id: str
+    hit_count: int
+    gross_micros: Micros
+    owner_micros: Micros
+    platform_micros: Micros
+
+
+class RegionLine(msgspec.Struct, frozen=True, kw_only=True):
+    """Hits the deployments of one region processed in the period (reversals not netted).
+    `region` None: hits recorded before regions were kept."""
+
+    region: str | None
     hit_count: int
     gross_micros: Micros
     owner_micros: Micros
@@ -154,3 +169,4 @@ class Statement(msgspec.Struct, frozen=True, kw_only=True):
     documents: list[DocumentLine]  # top 20 by gross, then hits
     days: list[DayLine]
     licences: list[LicenceTerms]
+    regions: list[RegionLine] = msgspec.field(default_factory=list)

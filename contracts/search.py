@@ -8,6 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from contracts.catalog import Use
+from contracts.languages import Languages, unknown_languages
 from contracts.types import CurrencyCode, Micros, Slug
 
 MAX_TOP_K = 50
@@ -26,6 +27,19 @@ class SearchRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     # What the passages will be used for; only licences that permit it are searched.
     # None is taken as "rag", this API's purpose (see `effective_use`).
     intended_use: Use | None = None
+    # Only chunks in these languages (ISO 639-1, or "und": language not detected at ingest), in
+    # both the dense and the BM25 candidates. None: every language.
+    languages: Languages | None = None
+
+    def __post_init__(self) -> None:
+        # The pattern checks a code's shape; this, that it exists ("xx" has the shape).
+        unknown = unknown_languages(self.languages or ())
+        if unknown:
+            raise ValueError(
+                f"languages: unknown language code(s) {', '.join(map(repr, unknown))}; use "
+                f'ISO 639-1 codes such as "de" or "th", or "und" for text whose language '
+                f"could not be detected"
+            )
 
     @property
     def effective_use(self) -> Use:
@@ -85,3 +99,6 @@ class SearchResponse(msgspec.Struct, frozen=True, kw_only=True):
     # The use the passages were licensed for (the request's `intended_use`, or "rag").
     intended_use: str = "rag"
     withheld: list[Withheld] = msgspec.field(default_factory=list)
+    # The query's language (ISO 639-1) when the detector is confident, else "und". Short queries
+    # are often misdetected, so it never filters anything: to choose languages, send `languages`.
+    query_language: str = "und"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +51,21 @@ def read_source(path: Path) -> Iterator[Item]:
         yield from read_jsonl(path)
 
 
+BLANK_TEXT = "text is empty or whitespace only"
+# Characters that show nothing: control (Cc) and format (Cf) characters such as a byte-order
+# mark or a zero-width space, which `str.isspace` does not count. A text of only these and
+# whitespace would be indexed as a document no query can reach.
+_INVISIBLE = ("Cc", "Cf")
+
+
+def is_blank(text: str) -> bool:
+    """True when `text` has nothing to index: only whitespace and invisible characters."""
+    return all(c.isspace() or unicodedata.category(c) in _INVISIBLE for c in text)
+
+
 def _checked(document: Document, location: str) -> Item:
-    if not document.text.strip():
-        return RecordError(location, "text is empty or whitespace only")
+    if is_blank(document.text):
+        return RecordError(location, BLANK_TEXT)
     return Record(document, location)
 
 
@@ -85,8 +98,8 @@ def read_csv(path: Path) -> Iterator[Item]:
             if None in row:
                 yield RecordError(location, "row has more fields than the header")
                 continue
-            if not (row.get("text") or "").strip():
-                yield RecordError(location, "text is empty or whitespace only")
+            if is_blank(row.get("text") or ""):
+                yield RecordError(location, BLANK_TEXT)
                 continue
             fields = {k: v for k, v in row.items() if k in CSV_FIELDS and v not in ("", None)}
             metadata = {k: v for k, v in row.items() if k not in CSV_FIELDS and v}
@@ -107,6 +120,9 @@ def read_text_folder(root: Path) -> Iterator[Item]:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             yield RecordError(location, f"not valid UTF-8 ({exc.reason} at byte {exc.start})")
+            continue
+        if is_blank(text):  # an empty file would otherwise fail as a length constraint
+            yield RecordError(location, BLANK_TEXT)
             continue
         doc_id = path.relative_to(root).with_suffix("").as_posix()
         title = next(

@@ -27,11 +27,21 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from contracts import Chunk, ChunkText, Document, InvalidInput
+from contracts import (
+    Chunk,
+    ChunkText,
+    ConflictError,
+    Dataset,
+    Document,
+    ForbiddenError,
+    InvalidInput,
+    Licence,
+)
+from contracts.revocation import revoked_error
 from ingest.chunking import chunks_at, content_hash, indexed_text, window_spans
 from ingest.readers import Record, RecordError, read_source
 from ranking.embedder import Embedder
-from ranking.language import UNDETERMINED, detect_language, settle_languages
+from ranking.language import UNDETERMINED, detect_language, normalise_language, settle_languages
 from ranking.lexical import BM25Index, LexicalDoc
 from ranking.vectors import VectorIndex
 
@@ -45,6 +55,7 @@ class CatalogWriter(Protocol):
     """What ingest needs of the SQL catalog (implemented by `ledger.catalog.CatalogStore`)."""
 
     async def generations(self) -> dict[str, int]: ...
+    async def get_dataset(self, dataset_id: str) -> Dataset: ...
     async def document_hashes(self, dataset_id: str) -> dict[str, str]: ...
     async def chunk_texts(self, dataset_id: str) -> list[ChunkText]: ...
     async def commit_ingest(
@@ -78,12 +89,20 @@ class IngestReport:
 
 
 @contextmanager
-def dataset_lock(lock_dir: Path, dataset_id: str) -> Iterator[None]:
-    """One ingest per dataset at a time on this machine: two would race for the same generation
-    directory. The SQL generation check still catches writers on other machines."""
+def dataset_lock(lock_dir: Path, dataset_id: str, *, wait: bool = True) -> Iterator[None]:
+    """One ingest (or revocation) per dataset at a time on this machine: two would race for the
+    same generation directory. The SQL generation check still catches writers on other machines.
+    With `wait=False`, a lock held elsewhere is a ConflictError instead of a wait."""
     lock_dir.mkdir(parents=True, exist_ok=True)
     with (lock_dir / f"{dataset_id}.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConflictError(
+                f"dataset {dataset_id} is being ingested or revoked by another process on this "
+                "machine; retry when it has finished",
+                dataset_id=dataset_id,
+            ) from None
         try:
             yield
         finally:
@@ -99,10 +118,13 @@ async def ingest_source(
     vector_indexes: Sequence[VectorIndex],
     lexical: BM25Index,
     lock_dir: Path,
+    region: str | None = None,
     sync: bool = False,
     strict: bool = False,
     progress: bool = True,
 ) -> IngestReport:
+    """Ingest `source` into `dataset_id`. With `region` (the deployment's), a dataset whose
+    licence does not allow processing there is refused before anything is read or written."""
     if not source.exists():
         raise InvalidInput(f"source {str(source)!r} does not exist")
     report = IngestReport(dataset_id)
@@ -127,6 +149,11 @@ async def ingest_source(
             raise InvalidInput(
                 f"unknown dataset {dataset_id!r}: add it with `fairshare datasets add`"
             )
+        dataset = await catalog.get_dataset(dataset_id)
+        if dataset.revoked_at is not None:
+            raise revoked_error(dataset_id, dataset.revoked_at)
+        if region is not None:
+            refuse_outside_region(dataset.licence, region)
         base_generation = generations[dataset_id]
         existing = await catalog.document_hashes(dataset_id)
 
@@ -196,27 +223,45 @@ async def ingest_source(
         return report
 
 
+def refuse_outside_region(licence: Licence, region: str) -> None:
+    if not licence.processes_in(region):
+        allowed = ", ".join(licence.processing_regions or [])
+        raise ForbiddenError(
+            f"licence {licence.id} allows processing only in region(s) {allowed}, and this "
+            f"deployment is in region {region}: nothing was written. Ingest from a deployment "
+            "in an allowed region (FAIRSHARE_REGION).",
+            region=region,
+            processing_regions=licence.processing_regions,
+        )
+
+
 def _with_languages(
     upserts: list[tuple[Document, str]], stop: threading.Event | None = None
 ) -> list[tuple[Document, str]]:
-    """Fill in each document's language where the source did not state it.
+    """Fill in each document's language where the source did not state one we know.
 
-    Detected per document, then settled over the batch so a rare misdetection does not give a
-    document a language (and a BM25 analyser) of its own. The content hash stays that of the
-    source record, so re-ingesting it is still recognised as unchanged.
+    Stated tags are normalised ("pt-BR" -> "pt"); the rest are detected per document, then
+    settled over the batch so a rare misdetection does not give a document a language (and a
+    BM25 analyser) of its own. Text with no detectable language is "und", and still indexed.
+    The content hash stays that of the source record, so re-ingesting it is still recognised as
+    unchanged.
     """
-    missing = [i for i, (document, _) in enumerate(upserts) if not document.language]
+    stated = [normalise_language(document.language) for document, _ in upserts]
+    missing = [i for i, language in enumerate(stated) if language is None]
     detected: list[str] = []
     for i in missing:
         if stop is not None and stop.is_set():
             return upserts  # abandoned: the caller is failing and will not read this
         detected.append(detect_language(upserts[i][0].text))
-    detected = settle_languages(detected)
-    filled = list(upserts)
-    for i, language in zip(missing, detected, strict=True):
-        document, digest = upserts[i]
-        filled[i] = (msgspec.structs.replace(document, language=language), digest)
-    return filled
+    languages = list(stated)
+    for i, language in zip(missing, settle_languages(detected), strict=True):
+        languages[i] = language
+    return [
+        (document, digest)
+        if document.language == language
+        else (msgspec.structs.replace(document, language=language), digest)
+        for (document, digest), language in zip(upserts, languages, strict=True)
+    ]
 
 
 async def _abort(

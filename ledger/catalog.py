@@ -27,6 +27,7 @@ from contracts import (
     Owner,
 )
 from contracts.money import check_currency
+from contracts.revocation import revoked_error
 from ledger.db import write_transaction
 from ledger.schema import chunks, datasets, documents, licences, owners, utcnow
 
@@ -86,6 +87,7 @@ _LICENCE_COLUMNS = (
     licences.c.excluded_territories,
     licences.c.valid_from,
     licences.c.valid_until,
+    licences.c.processing_regions,
 )
 
 
@@ -94,8 +96,9 @@ def _licence_values(licence: Licence) -> dict[str, Any]:
     values = msgspec.structs.asdict(licence)
     for column in ("permits", "prohibits", "excluded_territories"):
         values[column] = msgspec.json.encode(values[column]).decode()
-    if licence.territories is not None:
-        values["territories"] = msgspec.json.encode(licence.territories).decode()
+    for column in ("territories", "processing_regions"):  # None (NULL): no restriction
+        if values[column] is not None:
+            values[column] = msgspec.json.encode(values[column]).decode()
     return values
 
 
@@ -114,6 +117,9 @@ def _licence(row: AnyRow) -> Licence:
         excluded_territories=msgspec.json.decode(row.excluded_territories),
         valid_from=row.valid_from,
         valid_until=row.valid_until,
+        processing_regions=None
+        if row.processing_regions is None
+        else msgspec.json.decode(row.processing_regions),
     )
 
 
@@ -137,6 +143,7 @@ def _dataset_query() -> Any:
         datasets.c.description,
         document_count.label("document_count"),
         chunk_count.label("chunk_count"),
+        datasets.c.revoked_at,
         *_LICENCE_COLUMNS,
     ).join_from(datasets, licences, datasets.c.licence_id == licences.c.id)
 
@@ -150,6 +157,7 @@ def _dataset(row: AnyRow) -> Dataset:
         licence=_licence(row),
         document_count=row.document_count,
         chunk_count=row.chunk_count,
+        revoked_at=row.revoked_at,
     )
 
 
@@ -315,7 +323,8 @@ class CatalogStore:
 
     async def serving_state(self) -> dict[str, tuple[int, str]]:
         """Dataset id -> (generation, licence id): one cheap query a search can afford, telling
-        whether anything that affects what it serves or how it prices has changed."""
+        whether anything that affects what it serves or how it prices has changed. Revoked
+        datasets are left out: nothing of them is served, from the moment they are revoked."""
         async with self._engine.connect() as conn:
             rows = (await conn.execute(_SERVING_STATE)).all()
         return {r.id: (r.generation, r.licence_id) for r in rows}
@@ -376,6 +385,8 @@ class CatalogStore:
                     .where(
                         datasets.c.id == dataset_id,
                         datasets.c.generation == expected_generation,
+                        # A revocation that began after this ingest read the generation wins.
+                        datasets.c.revoked_at.is_(None),
                     )
                     .values(generation=datasets.c.generation + 1, updated_at=utcnow())
                 )
@@ -417,10 +428,16 @@ class CatalogStore:
     @staticmethod
     async def _raise_generation_error(conn: AsyncConnection, dataset_id: str) -> None:
         found = (
-            await conn.execute(select(datasets.c.generation).where(datasets.c.id == dataset_id))
+            await conn.execute(
+                select(datasets.c.generation, datasets.c.revoked_at).where(
+                    datasets.c.id == dataset_id
+                )
+            )
         ).first()
         if found is None:
             raise NotFound(f"dataset {dataset_id} does not exist", dataset_id=dataset_id)
+        if found.revoked_at is not None:
+            raise revoked_error(dataset_id, found.revoked_at)
         raise ConflictError(
             f"dataset {dataset_id} was changed by another ingest; retry",
             dataset_id=dataset_id,
@@ -447,6 +464,19 @@ class CatalogStore:
                 found.update((r.chunk_id, _passage(r)) for r in rows)
         return found
 
+    async def chunk_datasets(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """Chunk id -> dataset id for the ids the catalog holds; unknown ids are left out."""
+        wanted = list(dict.fromkeys(chunk_ids))
+        found: dict[str, str] = {}
+        async with self._engine.connect() as conn:
+            for start in range(0, len(wanted), MAX_IDS_PER_QUERY):
+                batch = wanted[start : start + MAX_IDS_PER_QUERY]
+                rows = await conn.execute(
+                    select(chunks.c.id, chunks.c.dataset_id).where(chunks.c.id.in_(batch))
+                )
+                found.update((r.id, r.dataset_id) for r in rows)
+        return found
+
     async def get_chunk(self, chunk_id: str) -> Passage:
         passages = await self.get_passages([chunk_id])
         if chunk_id not in passages:
@@ -462,7 +492,9 @@ def _chunk_document_join() -> Any:
 
 # Run by every search (state) and for every page of its results (passages): built once, since
 # building a SQLAlchemy expression costs more Python than running the cached compiled form.
-_SERVING_STATE = select(datasets.c.id, datasets.c.generation, datasets.c.licence_id)
+_SERVING_STATE = select(datasets.c.id, datasets.c.generation, datasets.c.licence_id).where(
+    datasets.c.revoked_at.is_(None)
+)
 _PASSAGES = (
     select(
         chunks.c.id.label("chunk_id"),

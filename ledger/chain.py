@@ -111,7 +111,9 @@ def entry_hash(
         "payout_id": payout_id,
         "reference": reference,
         "postings": sorted([account, int(amount)] for account, amount in postings),
-        "hit": None if hit is None else {k: _plain(v) for k, v in hit.items()},
+        "hit": None
+        if hit is None
+        else {k: _plain(v) for k, v in hit.items() if v is not None or k not in LATER_HIT_FIELDS},
     }
     body = msgspec.json.encode(record, order="sorted")
     return hashlib.sha256(prev_hash.encode("ascii") + b"\n" + body).hexdigest()
@@ -138,4 +140,9 @@ HIT_HASHED_FIELDS = (
     "platform_micros",
     "currency",
     "created_at",
+    "region",
+    "territory",
 )
+# Hit columns added after hashes were first written: hashed only when set, so a hit recorded
+# before they existed keeps its hash, while setting or clearing one later still breaks it.
+LATER_HIT_FIELDS = frozenset({"region", "territory"})

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select, tuple_
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import ConflictError, Hit, InvalidInput, PaymentRequired
@@ -325,6 +325,13 @@ def _as_error(record: QueryRecord, exc: Exception) -> Exception:
         # Keys were checked under the lock, so this is a reused query id, not a racing retry.
         return ConflictError(
             f"query {record.query_id} was already recorded", query_id=record.query_id
+        )
+    if isinstance(exc, DBAPIError) and "dataset revoked" in str(exc.orig):
+        # The revoked-hits trigger (migration 0005): a revoke committed while this search ran.
+        return ConflictError(
+            "a dataset this search drew on was revoked while it ran; nothing was charged. "
+            "Search again.",
+            query_id=record.query_id,
         )
     return exc
 

@@ -6,6 +6,9 @@ the customer, every charged passage with its price and split, and the total. The
 publishes its public key as a JWK set at `/v1/keys/receipts`, so a customer or an owner can check
 a receipt with any JOSE library, or with `verify_receipt` below, without asking us.
 
+Deletion receipts (`contracts.RevocationClaims`, what a revocation removed from each store) are
+signed with the same key, with their own `typ`, so neither kind can pass for the other.
+
 The signing key is one PEM file (PKCS#8, mode 0600) shared by every process of a deployment. It
 is created on first start; concurrent first starts race to link a complete file into place and
 the losers load the winner's, so all processes sign with one key.
@@ -25,10 +28,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from contracts import InvalidInput, ReceiptClaims
+from contracts import InvalidInput, ReceiptClaims, RevocationClaims, RevocationReceipt
 
 TYPE = "fairshare-receipt+jws"
+REVOCATION_TYPE = "fairshare-revocation+jws"
 _claims_decoder = msgspec.json.Decoder(ReceiptClaims)
+_revocation_decoder = msgspec.json.Decoder(RevocationClaims)
 
 
 class ReceiptInvalid(InvalidInput):
@@ -56,7 +61,11 @@ class ReceiptSigner:
         self._key = private_key
         self.public_key = private_key.public_key()
         self.key_id = key_id(self.public_key)
-        self._header = _b64(msgspec.json.encode({"alg": "EdDSA", "kid": self.key_id, "typ": TYPE}))
+        self._header = self._header_of(TYPE)
+        self._revocation_header = self._header_of(REVOCATION_TYPE)
+
+    def _header_of(self, typ: str) -> str:
+        return _b64(msgspec.json.encode({"alg": "EdDSA", "kid": self.key_id, "typ": typ}))
 
     @classmethod
     def load_or_create(cls, path: Path) -> ReceiptSigner:
@@ -84,7 +93,14 @@ class ReceiptSigner:
         return cls(key)
 
     def sign(self, claims: ReceiptClaims) -> str:
-        signing_input = f"{self._header}.{_b64(msgspec.json.encode(claims))}"
+        return self._sign(self._header, msgspec.json.encode(claims))
+
+    def sign_revocation(self, claims: RevocationClaims) -> str:
+        """A deletion receipt: `claims` signed as a `fairshare-revocation+jws`."""
+        return self._sign(self._revocation_header, msgspec.json.encode(claims))
+
+    def _sign(self, header: str, payload: bytes) -> str:
+        signing_input = f"{header}.{_b64(payload)}"
         signature = self._key.sign(signing_input.encode("ascii"))
         return f"{signing_input}.{_b64(signature)}"
 
@@ -120,6 +136,37 @@ def receipt_header(token: str) -> dict[str, Any]:
 
 def verify_receipt(token: str, jwks: dict[str, Any]) -> ReceiptClaims:
     """The receipt's claims if a key in `jwks` signed exactly this token; else ReceiptInvalid."""
+    try:
+        return _claims_decoder.decode(_verified_payload(token, jwks))
+    except msgspec.DecodeError as exc:
+        raise ReceiptInvalid(f"receipt claims are malformed: {exc}") from exc
+
+
+def verify_revocation_receipt(token: str, jwks: dict[str, Any]) -> RevocationClaims:
+    """A deletion receipt's claims if a key in `jwks` signed exactly this token as one (its
+    `typ`); else ReceiptInvalid."""
+    if receipt_header(token).get("typ") != REVOCATION_TYPE:
+        raise ReceiptInvalid(f"not a deletion receipt (typ must be {REVOCATION_TYPE})")
+    try:
+        return _revocation_decoder.decode(_verified_payload(token, jwks))
+    except msgspec.DecodeError as exc:
+        raise ReceiptInvalid(f"deletion receipt claims are malformed: {exc}") from exc
+
+
+def revocation_receipt(token: str, jwks: dict[str, Any]) -> RevocationReceipt:
+    """A stored deletion receipt as the API and CLI show it, verified against `jwks`."""
+    claims = verify_revocation_receipt(token, jwks)
+    return RevocationReceipt(
+        revocation_id=claims.revocation_id,
+        dataset_id=claims.dataset_id,
+        key_id=str(receipt_header(token).get("kid", "")),
+        jws=token,
+        claims=claims,
+    )
+
+
+def _verified_payload(token: str, jwks: dict[str, Any]) -> bytes:
+    """The payload bytes of `token` if a key in `jwks` signed exactly it; else ReceiptInvalid."""
     header = receipt_header(token)
     parts = token.split(".")
     if header.get("alg") != "EdDSA":
@@ -132,7 +179,4 @@ def verify_receipt(token: str, jwks: dict[str, Any]) -> ReceiptClaims:
         public_key.verify(_unb64(parts[2]), f"{parts[0]}.{parts[1]}".encode("ascii"))
     except InvalidSignature as exc:
         raise ReceiptInvalid("receipt signature does not match its content") from exc
-    try:
-        return _claims_decoder.decode(_unb64(parts[1]))
-    except msgspec.DecodeError as exc:
-        raise ReceiptInvalid(f"receipt claims are malformed: {exc}") from exc
+    return _unb64(parts[1])

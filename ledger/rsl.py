@@ -20,10 +20,10 @@ with a message saying why; nothing is dropped silently.
 | `<copyright>` text                        | attribution, when no other is given         |
 
 Terms RSL has no element for (licence id and name, owner share, snippet cap, attribution text,
-validity window) travel in a `<fs:terms>` element of Fairshare's own namespace inside
-`<license>`, the way RSL extensions such as OpenRSL add theirs; readers that do not know the
-namespace ignore it. A file without it (a publisher's own license.xml) needs those terms given
-on import.
+validity window, processing regions) travel in a `<fs:terms>` element of Fairshare's own
+namespace inside `<license>`, the way RSL extensions such as OpenRSL add theirs; readers that do
+not know the namespace ignore it. A file without it (a publisher's own license.xml) needs those
+terms given on import.
 """
 
 from __future__ import annotations
@@ -256,6 +256,9 @@ def licence_from_rsl(
         "excluded_territories": excluded,
         "valid_from": fields.get("valid_from"),
         "valid_until": fields.get("valid_until"),
+        "processing_regions": None
+        if fields.get("processing_regions") is None
+        else str(fields["processing_regions"]).split(),
     }
     try:
         # strict=False: numbers and times in XML attributes are strings.
@@ -318,6 +321,10 @@ def licence_to_rsl(licence: Licence, *, content_url: str = "/") -> bytes:
         "snippet-cap-chars": str(licence.snippet_cap_chars),
         "valid-from": _time(licence.valid_from),
         "valid-until": _time(licence.valid_until),
+        # Space-separated region codes; absent: any region.
+        "processing-regions": None
+        if licence.processing_regions is None
+        else " ".join(licence.processing_regions),
     }
     terms = ET.SubElement(
         element, _F + "terms", {k: v for k, v in attributes.items() if v is not None}

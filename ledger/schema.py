@@ -101,6 +101,9 @@ licences = Table(
     Column("excluded_territories", Text, nullable=False, server_default="[]"),
     Column("valid_from", UTCDateTime, nullable=True),
     Column("valid_until", UTCDateTime, nullable=True),
+    # JSON array of region codes where the content may be stored, embedded and searched;
+    # NULL: any region.
+    Column("processing_regions", Text, nullable=True),
     CheckConstraint("price_per_hit_micros >= 0", name="price_nonnegative"),
     CheckConstraint("owner_share_bps BETWEEN 0 AND 10000", name="share_in_range"),
 )
@@ -116,6 +119,9 @@ datasets = Table(
     Column("generation", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # Set once, when the dataset is revoked: its documents and chunks are deleted and it is
+    # never served or ingested again. The row stays: hits and statements refer to it.
+    Column("revoked_at", UTCDateTime, nullable=True),
 )
 
 documents = Table(
@@ -224,6 +230,10 @@ hits = Table(
     Column("created_at", UTCDateTime, nullable=False),
     # The hit's transaction in the journal, which carries the hash chain and the postings.
     Column("seq", BigInteger, ForeignKey("journal.seq"), nullable=False),
+    # The region whose partition served the passage, and the customer's jurisdiction then
+    # (NULL: recorded before either was kept, or a customer of unknown jurisdiction).
+    Column("region", Text, nullable=True),
+    Column("territory", CHAR(2), nullable=True),
     UniqueConstraint("query_id", "rank"),
     UniqueConstraint("seq"),
     CheckConstraint("owner_micros + platform_micros = price_micros", name="split_sums"),
@@ -317,8 +327,23 @@ payout_events = Table(
     CheckConstraint("state IN ('pending', 'submitted', 'paid', 'failed')", name="state_known"),
 )
 
+# Signed deletion receipts (`contracts.RevocationClaims`), kept so they can be fetched again. One
+# receipt may cover several regions; each region's database keeps a copy of those covering it.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("revocation_id", Text, primary_key=True),
+    Column("dataset_id", Text, ForeignKey("datasets.id"), nullable=False),
+    Column("owner_id", Text, nullable=False),
+    Column("receipt", Text, nullable=False),  # the JWS, claims included
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "dataset_id"),
+)
+
 # Tables the application only ever INSERTs into; the database refuses UPDATE and DELETE on them
-# (triggers created by migration 0002).
+# (triggers created by migrations 0002 and 0005). One exception, enforced by a trigger too: a
+# revocation scrubs the revoked dataset's passage text from `queries.response` (see
+# `ledger.revocations.scrub_responses`); no other column of `queries` can change.
 APPEND_ONLY_TABLES = (
     "queries",
     "hits",
@@ -328,6 +353,7 @@ APPEND_ONLY_TABLES = (
     "periods",
     "payouts",
     "payout_events",
+    "revocations",
 )
 
 

@@ -17,6 +17,8 @@ not apply to the row's `section` are empty, amounts are integer micros::
   carried_in, payable, payout, carried_forward, closed (1 or 0). The payout row also fills
   `payout_state`, `transfer_id` and, in `label`, the failure reason.
 - ``dataset``: key=dataset_id, label=dataset name, licence_id, hit_count, gross/owner/platform.
+- ``region``: key=the region whose deployment processed the hits ("unrecorded" for hits from
+  before regions were kept), hit_count, gross/owner/platform.
 - ``document``: key=document_id, label=title, dataset_id, hit_count, gross/owner.
 - ``day``: key=YYYY-MM-DD (UTC), hit_count, gross/owner.
 - ``licence``: key=licence_id, label=licence name, price_per_hit_micros, owner_share_bps,
@@ -91,6 +93,10 @@ def format_units(micros: int, currency: str) -> str:
     return ("-" if micros < 0 else "") + f"{units:,}" + (f".{digits}" if digits else "")
 
 
+# The region of hits recorded before the processing region was kept.
+UNRECORDED = "unrecorded"
+
+
 def statement_csv(s: Statement) -> str:
     """The whole statement as one CSV table (columns and sections in the module docstring)."""
     out = io.StringIO()
@@ -120,6 +126,7 @@ def statement_csv(s: Statement) -> str:
         writer.writerow(base | row)
     lines = (
         [("dataset", d.dataset_id, d.dataset_name, d) for d in s.datasets]
+        + [("region", r.region or UNRECORDED, "", r) for r in s.regions]
         + [("document", d.document_id, d.title, d) for d in s.documents]
         + [("day", d.day, "", d) for d in s.days]
         + [("licence", t.licence_id, t.name, t) for t in s.licences]
@@ -219,6 +226,14 @@ def _tables(s: Statement) -> list[_Table]:
     if datasets:
         totals = map(m, (s.gross_micros, s.owner_micros, s.platform_micros))
         datasets.append(["Total", "", f"{s.hit_count:,}", *totals])
+    regions = [
+        [
+            r.region or UNRECORDED,
+            f"{r.hit_count:,}",
+            *map(m, (r.gross_micros, r.owner_micros, r.platform_micros)),
+        ]
+        for r in s.regions
+    ]
     documents = [
         [
             str(i),
@@ -256,6 +271,14 @@ def _tables(s: Statement) -> list[_Table]:
             [80, 24, 16, 22, 22, 22],
             empty="No hits in this period.",
             total=True,
+        ),
+        _Table(
+            f"By processing region ({s.currency})",
+            ["Region", "Hits", *money],
+            regions,
+            {1, 2, 3, 4},
+            [80, 16, 30, 30, 30],
+            empty="No hits in this period.",
         ),
         _Table(
             f"Top documents by gross ({s.currency})",

@@ -20,6 +20,7 @@ from contracts import (
     DocumentLine,
     LicenceTerms,
     NotFound,
+    RegionLine,
     Statement,
 )
 from ledger import chain
@@ -43,6 +44,7 @@ async def build_statement(engine: AsyncEngine, *, owner_id: str, period: str) ->
             raise NotFound(f"owner {owner_id} does not exist", owner_id=owner_id)
         in_period = (hits.c.owner_id == owner_id, journal.c.period == period)
         lines = await _dataset_lines(conn, in_period)
+        regions = await _region_lines(conn, in_period)
         docs = await _document_lines(conn, in_period)
         days = await _day_lines(conn, in_period, start.date(), end.date())
         terms = await _licences({line.licence_id for line in lines}, conn)
@@ -81,6 +83,7 @@ async def build_statement(engine: AsyncEngine, *, owner_id: str, period: str) ->
         documents=docs,
         days=days,
         licences=terms,
+        regions=regions,
     )
 
 
@@ -119,6 +122,33 @@ async def _dataset_lines(
         for r in await conn.execute(query)
     ]
     return sorted(lines, key=lambda x: (-x.gross_micros, x.dataset_id, x.licence_id))
+
+
+async def _region_lines(
+    conn: AsyncConnection, where: tuple[ColumnElement[bool], ...]
+) -> list[RegionLine]:
+    query = (
+        _hits_in(*where)
+        .add_columns(
+            hits.c.region,
+            func.count().label("n"),
+            func.sum(hits.c.price_micros).label("gross"),
+            func.sum(hits.c.owner_micros).label("owner"),
+            func.sum(hits.c.platform_micros).label("platform"),
+        )
+        .group_by(hits.c.region)
+    )
+    lines = [
+        RegionLine(
+            region=r.region,
+            hit_count=int(r.n),
+            gross_micros=int(r.gross),
+            owner_micros=int(r.owner),
+            platform_micros=int(r.platform),
+        )
+        for r in await conn.execute(query)
+    ]
+    return sorted(lines, key=lambda x: (-x.gross_micros, x.region or ""))
 
 
 async def _document_lines(

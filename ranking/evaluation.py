@@ -113,14 +113,16 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def load_beir(root: Path, split: str = "test") -> BeirCollection:
+def load_beir(root: Path, split: str = "test", queries: Path | None = None) -> BeirCollection:
     """Check a BEIR folder and read its queries and the qrels of `split`.
 
     Only queries judged in `split` are kept: the others have no answer to score against (and on
-    SciFact, queries.jsonl mixes train and test queries).
+    SciFact, queries.jsonl mixes train and test queries). `queries` reads the query texts from
+    another queries.jsonl whose ids are the qrels' (XQuAD-R shares query ids across languages,
+    so one language's questions can be scored against another's corpus and judgements).
     """
     corpus = root / "corpus.jsonl"
-    queries_path = root / "queries.jsonl"
+    queries_path = root / "queries.jsonl" if queries is None else queries
     qrels_path = root / "qrels" / f"{split}.tsv"
     for required in (corpus, queries_path, qrels_path):
         if not required.is_file():
@@ -138,8 +140,8 @@ def load_beir(root: Path, split: str = "test") -> BeirCollection:
             f"{qrels_path} judges {len(unknown)} queries missing from {queries_path} "
             f"(first: {unknown[:5]})"
         )
-    queries = {query_id: all_queries[query_id] for query_id in sorted(qrels, key=_natural)}
-    return BeirCollection(root, split, corpus, queries, qrels)
+    judged = {query_id: all_queries[query_id] for query_id in sorted(qrels, key=_natural)}
+    return BeirCollection(root, split, corpus, judged, qrels)
 
 
 def _natural(identifier: str) -> tuple[int, int | str]:

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import faiss
@@ -19,6 +19,7 @@ from ranking.faiss_build import (
     configure_for_search,
     one_thread_per_query,
 )
+from ranking.removal import Removed, remove_tree
 from ranking.vectors import merge_top_k
 
 
@@ -132,10 +133,27 @@ class FaissIndex:
     def abort(self, dataset_id: str, *, generation: int, add_ids: Sequence[str]) -> None:
         shutil.rmtree(self._dir(dataset_id, generation), ignore_errors=True)
 
-    def drop(self, dataset_id: str) -> None:
-        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+    def drop(self, dataset_id: str) -> Removed:
+        """Delete every file of the dataset and unload it; counts the chunk ids its id maps
+        held. Files go first, so no search in this process can load them again."""
+        removed = remove_tree(self.root / dataset_id)
+        self.forget(dataset_id)
+        return removed
+
+    def forget(self, dataset_id: str) -> bool:
+        """Unload the dataset, if loaded (its mapped files are released once no search in
+        flight still holds them). For a server whose catalog stopped serving it."""
         with self._lock:
-            self._loaded.pop(dataset_id, None)
+            return self._loaded.pop(dataset_id, None) is not None
+
+    def retain(self, dataset_ids: Collection[str]) -> list[str]:
+        """Unload every dataset but these (the ones a server still serves); returns the
+        datasets unloaded."""
+        with self._lock:
+            gone = [d for d in self._loaded if d not in dataset_ids]
+            for dataset_id in gone:
+                del self._loaded[dataset_id]
+        return gone
 
     def _get(self, dataset_id: str, generation: int) -> _Loaded | None:
         loaded = self._loaded.get(dataset_id)

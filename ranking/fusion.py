@@ -42,17 +42,23 @@ def score_fusion(
     dense_weight: float = DENSE_WEIGHT,
     dense_item_weight: Weight = 1.0,
     depth: int | None = None,
+    dense_complete: bool | None = None,
 ) -> list[tuple[str, float]]:
     """Fuse two (id, score) lists, best first, by `w * dense/max + (1 - w) * lexical/max`.
 
     An item missing from a list cut at `depth` scores that list's lowest normalised score: it
     ranked somewhere below. A list shorter than `depth` is complete (BM25 returns only documents
-    sharing a term), so an item missing from it scores 0 there. `dense_item_weight` scales each
-    item's dense part (zero for languages the embedder cannot read). Ties break on the id.
+    sharing a term), so an item missing from it scores 0 there. `dense_complete` says which the
+    dense list is when its length cannot tell (a list filtered after it was cut).
+    `dense_item_weight` scales each item's dense part (zero for languages the embedder cannot
+    read). Ties break on the id.
     """
     dense_scores = _max_normalised(dense)
     lexical_scores = _max_normalised(lexical)
-    dense_floor = _floor(dense_scores, depth)
+    if dense_complete is None:
+        dense_floor = _floor(dense_scores, depth)
+    else:
+        dense_floor = 0.0 if dense_complete else min(dense_scores.values(), default=0.0)
     lexical_floor = _floor(lexical_scores, depth)
     fused = {
         item: dense_weight

@@ -3,6 +3,11 @@
 Each language of a dataset gets its own sub-index, analysed with that language's stemmer and
 stop words (`ranking.analysis`); a query is analysed once per sub-index it searches. Titles are
 weighted by repetition, the usual cheap approximation of BM25F's field weights.
+
+Each sub-index records how its text was segmented (`analysis.json`), and is queried the same way
+even after the default analysis of its language changes (Thai and Chinese were indexed as
+character bigrams before they had segmenters): a query split differently from its documents
+would match nothing until the dataset is re-ingested.
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import json
 import os
 import shutil
 import threading
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ from bm25s.tokenization import Tokenizer
 from numpy.typing import NDArray
 
 from ranking.analysis import analyser_for
+from ranking.removal import Removed, remove_tree
+from ranking.segmentation import BIGRAMS
 from ranking.vectors import merge_top_k
 
 # Fit on SciFact train qrels (bench/tune_fusion.py). Title terms count this many times in a
@@ -31,6 +38,9 @@ from ranking.vectors import merge_top_k
 TITLE_WEIGHT = 3
 BM25_K1 = 0.9
 BM25_B = 0.5
+ANALYSIS_FILE = "analysis.json"
+# What a sub-index without ANALYSIS_FILE was built with: the only analysis there was then.
+LEGACY_SEGMENTER = BIGRAMS
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +125,8 @@ class BM25Index:
         for language, group in sorted(by_language.items()):
             part = staging / language
             part.mkdir()
-            tokenizer = analyser_for(language).tokenizer()
+            analyser = analyser_for(language)
+            tokenizer = analyser.tokenizer()
             texts = [bm25_text(d.title, d.text, self.title_weight) for d in group]
             tokens = tokenizer.tokenize(texts, show_progress=False, return_as="tuple")
             retriever = bm25s.BM25(k1=self.k1, b=self.b)
@@ -123,6 +134,7 @@ class BM25Index:
             retriever.save(str(part), show_progress=False)
             tokenizer.save_vocab(str(part))
             (part / "ids.json").write_text(json.dumps([d.chunk_id for d in group]))
+            (part / ANALYSIS_FILE).write_text(json.dumps({"segmenter": analyser.segmenter}))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
 
@@ -137,10 +149,26 @@ class BM25Index:
     def abort(self, dataset_id: str, *, generation: int) -> None:
         shutil.rmtree(self._dir(dataset_id, generation), ignore_errors=True)
 
-    def drop(self, dataset_id: str) -> None:
-        shutil.rmtree(self.root / dataset_id, ignore_errors=True)
+    def drop(self, dataset_id: str) -> Removed:
+        """Delete every file of the dataset and unload it; counts the BM25 documents (chunk
+        ids over all its languages) it held. Files go first, so nothing can load them again."""
+        removed = remove_tree(self.root / dataset_id)
+        self.forget(dataset_id)
+        return removed
+
+    def forget(self, dataset_id: str) -> bool:
+        """Unload the dataset, if loaded: its vocabulary and term matrices are its words."""
         with self._lock:
-            self._loaded.pop(dataset_id, None)
+            return self._loaded.pop(dataset_id, None) is not None
+
+    def retain(self, dataset_ids: Collection[str]) -> list[str]:
+        """Unload every dataset but these (the ones a server still serves); returns the
+        datasets unloaded."""
+        with self._lock:
+            gone = [d for d in self._loaded if d not in dataset_ids]
+            for dataset_id in gone:
+                del self._loaded[dataset_id]
+        return gone
 
     def _get(self, dataset_id: str, generation: int) -> _Loaded | None:
         loaded = self._loaded.get(dataset_id)
@@ -155,7 +183,7 @@ class BM25Index:
                 return None
             parts: dict[str, _SubIndex] = {}
             for part in sorted(p for p in directory.iterdir() if p.is_dir()):
-                tokenizer = analyser_for(part.name).tokenizer()
+                tokenizer = analyser_for(part.name, _segmenter_of(part)).tokenizer()
                 tokenizer.load_vocab(str(part))
                 retriever = bm25s.BM25.load(str(part), show_progress=False)
                 ids = json.loads((part / "ids.json").read_text())
@@ -164,13 +192,22 @@ class BM25Index:
             self._loaded[dataset_id] = loaded
             return loaded
 
-    def search(self, query: str, k: int, generations: Mapping[str, int]) -> list[tuple[str, float]]:
+    def search(
+        self,
+        query: str,
+        k: int,
+        generations: Mapping[str, int],
+        languages: Collection[str] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The `k` best chunks for `query`; with `languages`, only chunks in those languages."""
         results: list[list[tuple[str, float]]] = []
         for dataset_id, generation in sorted(generations.items()):
             loaded = self._get(dataset_id, generation)
             if loaded is None:
                 continue
-            for part in loaded.parts.values():
+            for language, part in loaded.parts.items():
+                if languages is not None and language not in languages:
+                    continue
                 # Query words the corpus never saw carry no BM25 weight; drop them up front.
                 token_ids = part.tokenizer.tokenize(
                     [query], update_vocab=False, show_progress=False, return_as="ids"
@@ -198,6 +235,23 @@ class BM25Index:
                     break
         return found
 
+    def language_counts(self, generations: Mapping[str, int]) -> Counter[str]:
+        """Language -> how many chunks of these dataset generations are in it."""
+        counts: Counter[str] = Counter()
+        for dataset_id, generation in generations.items():
+            loaded = self._get(dataset_id, generation)
+            if loaded is not None:
+                counts.update({lang: len(part.ids) for lang, part in loaded.parts.items()})
+        return counts
+
     def chunk_ids(self, dataset_id: str, generation: int) -> set[str]:
         loaded = self._get(dataset_id, generation)
         return set(loaded.languages) if loaded is not None else set()
+
+
+def _segmenter_of(part: Path) -> str:
+    recorded = part / ANALYSIS_FILE
+    if not recorded.is_file():
+        return LEGACY_SEGMENTER
+    segmenter: str = json.loads(recorded.read_text())["segmenter"]
+    return segmenter

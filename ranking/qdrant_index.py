@@ -10,6 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient, models
 
+from ranking.removal import Removed
+
 COLLECTION = "chunks"
 UPSERT_BATCH = 512
 
@@ -88,12 +90,9 @@ class QdrantIndex:
         # generation serves; removing them cannot take anything visible away.
         self.finalize(dataset_id, generation=generation, remove_ids=add_ids)
 
-    def drop(self, dataset_id: str) -> None:
-        self.client.delete(
-            self.collection,
-            points_selector=models.FilterSelector(filter=_datasets_filter([dataset_id])),
-            wait=True,
-        )
+    def drop(self, dataset_id: str) -> Removed:
+        """Delete every point of the dataset; counts them (Qdrant holds no files of ours)."""
+        return Removed(drop_points(self.client, self.collection, dataset_id))
 
     def search(
         self, query: NDArray[np.float32], k: int, generations: Mapping[str, int]
@@ -135,3 +134,28 @@ def _datasets_filter(dataset_ids: Sequence[str]) -> models.Filter:
     return models.Filter(
         must=[models.FieldCondition(key="dataset_id", match=models.MatchAny(any=list(dataset_ids)))]
     )
+
+
+def count_points(client: QdrantClient, collection: str, dataset_id: str) -> int:
+    """Points of one dataset in `collection` (0 when the collection does not exist); creates
+    nothing, so a residency report leaves no trace in a store it only reads."""
+    if not client.collection_exists(collection):
+        return 0
+    found = client.count(collection, count_filter=_datasets_filter([dataset_id]), exact=True)
+    return int(found.count)
+
+
+def drop_points(client: QdrantClient, collection: str, dataset_id: str) -> int:
+    """Delete every point of one dataset from `collection` (created by nothing here); return
+    how many went. Raises if any remain: a receipt must never claim what did not happen."""
+    before = count_points(client, collection, dataset_id)
+    if before:
+        client.delete(
+            collection,
+            points_selector=models.FilterSelector(filter=_datasets_filter([dataset_id])),
+            wait=True,
+        )
+    left = count_points(client, collection, dataset_id)
+    if left:
+        raise RuntimeError(f"{left} points of dataset {dataset_id} remain in {collection}")
+    return before

@@ -3,7 +3,9 @@
 No invalidation is needed beyond eviction: a chunk id hashes its document's content, title
 included (`ingest.chunking.chunk_id`), so any change to the text the cross-encoder reads makes a
 new id, and a stale score can never be served for new text. The cache lives on one reranker
-instance, so a different model, backend or max length starts with an empty cache.
+instance, so a different model, backend or max length starts with an empty cache. A revoked
+dataset's entries are dropped all the same (`discard_chunks`): nothing derived from its content
+is kept.
 """
 
 from __future__ import annotations
@@ -68,3 +70,17 @@ class ScoreCache:
                 self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def chunk_ids(self) -> set[str]:
+        """The chunks with a score held, for any query."""
+        with self._lock:
+            return {chunk_id for _, chunk_id in self._entries}
+
+    def discard_chunks(self, chunk_ids: Iterable[str]) -> int:
+        """Forget every score of these chunks, whatever the query; return how many went."""
+        wanted = set(chunk_ids)
+        with self._lock:
+            doomed = [key for key in self._entries if key[1] in wanted]
+            for key in doomed:
+                del self._entries[key]
+        return len(doomed)

@@ -24,6 +24,8 @@ from typing import Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from ranking.removal import Removed
+
 
 class VectorIndex(Protocol):
     name: str
@@ -48,6 +50,11 @@ class VectorIndex(Protocol):
     ) -> list[tuple[str, float]]: ...
 
     def chunk_ids(self, dataset_id: str, generation: int) -> set[str]: ...
+
+    def drop(self, dataset_id: str) -> Removed:
+        """Remove every vector of the dataset, whatever its generation, and count them (a
+        revocation; the catalog has already stopped serving the dataset)."""
+        ...
 
     def close(self) -> None: ...
 

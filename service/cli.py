@@ -16,8 +16,9 @@ import msgspec
 from contracts import FairshareError, InvalidInput, Owner, SearchRequest
 from contracts.catalog import USES
 from ledger.rsl import ImportTerms, licence_from_rsl, licence_to_rsl
-from service import cli_ledger
+from service import cli_ledger, cli_residency
 from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
+from service.revocation import revoke_everywhere
 from service.runtime import Runtime, open_runtime, prepare_ledger
 from service.searching import run_search
 from service.settings import Settings, load_settings
@@ -58,6 +59,7 @@ async def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
             "max_cost_micros": args.max_cost_micros,
             "rerank": False if args.no_rerank else None,
             "intended_use": args.intended_use,
+            "languages": args.language or None,
         },
         SearchRequest,
     )
@@ -116,6 +118,8 @@ async def cmd_owners(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "revoke":
+        return await _revoke_command(args.id, settings)
     async with open_runtime(settings, with_reranker=False) as runtime:
         if args.action == "add":
             dataset = await runtime.catalog.add_dataset(
@@ -130,6 +134,16 @@ async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
             await _licence_command(args, runtime)
         else:
             _print_json(await runtime.catalog.list_datasets())
+    return 0
+
+
+async def _revoke_command(dataset_id: str, settings: Settings) -> int:
+    """`datasets revoke`: every region's partition, one receipt (printed, and kept in each)."""
+    receipt, new = await revoke_everywhere(settings, dataset_id)
+    _print_json(receipt)
+    regions = ", ".join(r.region for r in receipt.claims.regions)
+    done = "revoked" if new else "was already revoked, by receipt"
+    print(f"{dataset_id} {done} {receipt.revocation_id} in region(s) {regions}", file=sys.stderr)
     return 0
 
 
@@ -200,6 +214,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         stages=parse_stages(args.stages),
         keep_data=Path(args.keep_data) if args.keep_data else None,
         progress=not args.no_progress,
+        queries=Path(args.queries) if args.queries else None,
     )
     evaluation = await evaluate_collection(settings, options)
     print(format_table(evaluation.report))
@@ -278,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cost-micros", type=int)
     p.add_argument("--no-rerank", action="store_true")
     p.add_argument("--intended-use", choices=USES, help="only licences permitting it (default rag)")
+    p.add_argument(
+        "--language",
+        action="append",
+        help='only passages in this language: ISO 639-1, or "und" (repeatable)',
+    )
     p.add_argument("--api-key", help="defaults to $FAIRSHARE_API_KEY")
     p.add_argument("--idempotency-key")
 
@@ -314,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--name")
     d.add_argument("--description", default="")
     datasets.add_parser("list")
+    d = datasets.add_parser(
+        "revoke",
+        help="delete a dataset's content from every region, index and cache; print the signed "
+        "receipt (irreversible)",
+    )
+    d.add_argument("id")
     d = datasets.add_parser("licence", help="a dataset's licence as RSL 1.0 XML (export|import)")
     licence = d.add_subparsers(dest="licence_action", required=True)
     e = licence.add_parser("export", help="print or write the dataset's licence as RSL 1.0")
@@ -336,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", default="bm25,dense,hybrid,rerank")
     p.add_argument("--out", help="write the JSON report here")
     p.add_argument("--keep-data", help="ingest into this data dir and keep it (default: temp)")
+    p.add_argument(
+        "--queries",
+        help="score the query texts of this queries.jsonl (same ids as the qrels) instead of "
+        "the collection's own: another language's questions, for a cross-lingual figure",
+    )
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("demo", help="load the demo catalog and print demo keys and curl lines")
@@ -343,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", action="store_true", help="then serve the API")
 
     cli_ledger.add_parsers(sub)
+    cli_residency.add_parsers(sub)
     return parser
 
 
@@ -355,6 +387,7 @@ COMMANDS: dict[str, Command] = {
     "eval": cmd_eval,
     "demo": cmd_demo,
     **cli_ledger.COMMANDS,
+    **cli_residency.COMMANDS,
 }
 
 

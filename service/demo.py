@@ -81,7 +81,7 @@ async def demo_keys(runtime: Runtime, owner_id: str) -> DemoKeys:
     Keys are stored hashed, so the plaintext can only be shown again from this local file
     (mode 0600), which exists only for the demo.
     """
-    path = runtime.settings.data_dir / "demo-keys.json"
+    path = runtime.settings.partition_dir / "demo-keys.json"
     if path.exists():
         try:
             saved = DemoKeys(**json.loads(path.read_text()))

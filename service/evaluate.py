@@ -83,12 +83,15 @@ class IndexInfo(msgspec.Struct, frozen=True):
     ingest_seconds: float
 
 
-class DataInfo(msgspec.Struct, frozen=True):
+class DataInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     path: str
     split: str
     queries: int
     corpus: int
     skipped_documents: int
+    # Where the query texts came from when not the collection's own queries.jsonl (--queries);
+    # left out of the report otherwise.
+    queries_path: str | None = None
 
 
 class EvalReport(msgspec.Struct, frozen=True):
@@ -110,6 +113,8 @@ class EvalOptions:
     # A data dir to ingest into and keep; None means a temporary one, removed afterwards.
     keep_data: Path | None = None
     progress: bool = True
+    # Query texts from this queries.jsonl instead of the collection's own (same ids).
+    queries: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +195,7 @@ async def evaluate_collection(settings: Settings, options: EvalOptions) -> Evalu
     Re-running with the same `keep_data` re-ingests nothing (ingest is idempotent), so one
     ingest can be scored under both backends.
     """
-    collection = load_beir(options.data, options.split)
+    collection = load_beir(options.data, options.split, options.queries)
     # Read before the run, not after: the code being measured is what was checked out when this
     # process started, and a long run can outlive a commit.
     commit = git_commit()
@@ -243,6 +248,7 @@ async def evaluate_collection(settings: Settings, options: EvalOptions) -> Evalu
                 queries=len(collection.queries),
                 corpus=corpus_size,
                 skipped_documents=empty + len(ingest.errors),
+                queries_path=None if options.queries is None else str(options.queries),
             ),
             commit=commit,
         )
@@ -346,6 +352,8 @@ def format_table(report: EvalReport) -> str:
             f"{result.mrr_at_10:>8.4f} {result.p50_ms:>8.1f} {result.p95_ms:>8.1f}"
         )
     data, index = report.data, report.index
+    if data.queries_path is not None:
+        lines.append(f"queries from {data.queries_path}")
     lines.append(
         f"{data.queries} queries ({data.split}), {index.documents} documents "
         f"({data.skipped_documents} skipped) in {index.chunks} chunks, backend {index.backend}, "

@@ -29,7 +29,7 @@ from contracts import AuthError, FairshareError, SearchRequest
 from ledger.keys import Principal
 from service.auth import require_role
 from service.ratelimit import enforce_rate_limit
-from service.routes.catalog import chunk_view
+from service.routes.catalog import chunk_view, offered
 from service.runtime import Runtime, open_runtime
 from service.searching import check_idempotency_key, run_search
 from service.settings import Settings, load_settings
@@ -91,11 +91,13 @@ def build_server(runtime: Runtime, *, stdio_api_key: str | None = None) -> MCPSe
         max_cost_micros: int | None = None,
         intended_use: Literal["rag", "display", "summarize", "train"] | None = None,
         idempotency_key: str | None = None,
+        languages: list[str] | None = None,
     ) -> dict[str, Any]:
         """Search licensed data; every result is a paid hit charged to your key.
 
         State intended_use (rag, display, summarize or train; default rag) to get only passages
-        whose licence permits that use. Returns the passages with their citations (show the
+        whose licence permits that use. languages (ISO 639-1 codes such as "de", or "und") keeps
+        only passages in those languages. Returns the passages with their citations (show the
         attribution with each), the total cost in micros, the query_id and a signed receipt.
         Retrying with the same idempotency_key and arguments returns the original answer and
         charges nothing more.
@@ -110,6 +112,7 @@ def build_server(runtime: Runtime, *, stdio_api_key: str | None = None) -> MCPSe
                     "datasets": datasets,
                     "max_cost_micros": max_cost_micros,
                     "intended_use": intended_use,
+                    "languages": languages,
                 },
                 SearchRequest,
             )
@@ -126,8 +129,8 @@ def build_server(runtime: Runtime, *, stdio_api_key: str | None = None) -> MCPSe
     async def list_datasets(ctx: Context) -> dict[str, Any]:
         """The catalog: datasets, their owners, licence terms and price per hit (free to call)."""
         try:
-            await principal(ctx)
-            datasets = await runtime.catalog.list_datasets()
+            caller = await principal(ctx)
+            datasets = offered(await runtime.catalog.list_datasets(), caller)
         except FairshareError as exc:
             raise ToolError(exc.detail) from exc
         return {"datasets": msgspec.to_builtins(datasets)}

@@ -62,7 +62,11 @@ def size_model_threads(threads: int) -> None:
 @dataclass(frozen=True, slots=True)
 class CatalogSnapshot:
     """Datasets and owners as of one catalog state; rebuilt when any dataset's generation or
-    licence changes, so pricing always uses the terms the catalog holds now."""
+    licence changes, so pricing always uses the terms the catalog holds now.
+
+    `state` (and so `generations`) holds only the datasets served; a revoked dataset is in
+    `datasets` (with its `revoked_at`), so a request naming it can be told why it gets nothing,
+    but never in `state`."""
 
     state: dict[str, tuple[int, str]]
     datasets: dict[str, Dataset]
@@ -93,7 +97,7 @@ class Runtime:
 
     @property
     def lock_dir(self) -> Path:
-        return self.settings.data_dir / "locks"
+        return self.settings.partition_dir / "locks"
 
     def vector_indexes(self) -> list[VectorIndex]:
         """Every index ingest writes: FAISS always; Qdrant, the system of record, when open."""
@@ -109,6 +113,7 @@ class Runtime:
             vector_indexes=self.vector_indexes(),
             lexical=self.lexical,
             lock_dir=self.lock_dir,
+            region=self.settings.region,
             **options,
         )
 
@@ -121,10 +126,29 @@ class Runtime:
         if current is not None and current.state == state:
             return current
         async with self._snapshot_lock:
+            previous = self._snapshot
             datasets = {d.id: d for d in await self.catalog.list_datasets()}
             owners = {o.id: o for o in await self.catalog.list_owners()}
             self._snapshot = CatalogSnapshot(state, datasets, owners)
+            await self._forget_unserved(state, previous)
             return self._snapshot
+
+    async def _forget_unserved(
+        self, state: dict[str, tuple[int, str]], previous: CatalogSnapshot | None
+    ) -> None:
+        """Drop what this process holds in memory of datasets no longer served: a dataset
+        revoked by another process (the CLI, another worker) has lost its files and rows, but
+        not what this one loaded or cached. Loaded FAISS and BM25 indexes go at once; and when
+        a dataset left the serving state, the cross-encoder's scores of every chunk the catalog
+        no longer holds in a served dataset."""
+        unloaded = self.faiss.retain(state) + self.lexical.retain(state)
+        reranker = self.reranker.reranker
+        left = previous is not None and not set(previous.state) <= set(state)
+        if reranker is None or not (left or unloaded):
+            return
+        cached = reranker.cache.chunk_ids()
+        served = await self.catalog.chunk_datasets(sorted(cached))
+        reranker.cache.discard_chunks(c for c in cached if served.get(c) not in state)
 
 
 def payouts_for(
@@ -142,7 +166,7 @@ def payouts_for(
 @asynccontextmanager
 async def open_ledger(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """Just the migrated database, for ledger commands that need no models or indexes."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    open_partition(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
         await migrate(engine)
@@ -159,17 +183,38 @@ async def prepare_ledger(settings: Settings) -> None:
     await asyncio.to_thread(ReceiptSigner.load_or_create, settings.receipt_key_path)
 
 
+# What a data directory held at its top level before content moved into region partitions.
+_UNPARTITIONED = ("fairshare.db", "faiss", "bm25", "qdrant")
+
+
+def open_partition(settings: Settings) -> Path:
+    """Create this region's partition directory; refuse a data dir from before partitions,
+    whose content belongs to a region only its operator can name."""
+    legacy = [name for name in _UNPARTITIONED if (settings.data_dir / name).exists()]
+    if legacy:
+        raise Unavailable(
+            f"{settings.data_dir} holds content outside any region partition "
+            f"({', '.join(legacy)}). Move it into the partition of the region it was processed "
+            f"in, e.g. `mkdir -p {settings.partition_dir} && cd {settings.data_dir} && mv "
+            f"{' '.join(legacy)} locks demo-keys.json regions/{settings.region}/`, or start "
+            "from an empty data dir."
+        )
+    settings.partition_dir.mkdir(parents=True, exist_ok=True)
+    return settings.partition_dir
+
+
 def _open_qdrant_index(settings: Settings, dim: int) -> QdrantIndex:
+    local = settings.partition_dir / "qdrant"
     try:
-        client = open_qdrant(url=settings.qdrant_url or None, path=settings.data_dir / "qdrant")
+        client = open_qdrant(url=settings.qdrant_url or None, path=local)
     except RuntimeError as exc:
         # Local mode allows one process at a time; say what to do instead of a stack trace.
         raise Unavailable(
-            f"Qdrant local storage under {settings.data_dir / 'qdrant'} is in use by another "
+            f"Qdrant local storage under {local} is in use by another "
             "process (a running `fairshare serve` with FAIRSHARE_VECTOR_BACKEND=qdrant?). "
             "Stop it, or run a Qdrant server and set FAIRSHARE_QDRANT_URL."
         ) from exc
-    return QdrantIndex(client, dim)
+    return QdrantIndex(client, dim, settings.qdrant_collection)
 
 
 @asynccontextmanager
@@ -177,8 +222,11 @@ async def open_runtime(
     settings: Settings, *, with_qdrant: bool | None = None, with_reranker: bool = True
 ) -> AsyncIterator[Runtime]:
     """Open everything a process needs. Qdrant opens when it serves searches or when
-    `with_qdrant` asks for it (ingest writes it as the system of record)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    `with_qdrant` asks for it (ingest writes it as the system of record).
+
+    Content comes only from this region's partition (`settings.partition_dir`, its database and
+    its Qdrant collection); the model caches under the data dir hold no content."""
+    partition = open_partition(settings)
     engine = make_engine(settings.resolved_database_url)
     qdrant: QdrantIndex | None = None
     limiter: RateLimiter | None = None
@@ -191,8 +239,8 @@ async def open_runtime(
             settings.embedder_backend,
             settings.data_dir / "embedder-onnx",
         )
-        faiss = FaissIndex(settings.data_dir / "faiss", embedder.dim)
-        lexical = BM25Index(settings.data_dir / "bm25")
+        faiss = FaissIndex(partition / "faiss", embedder.dim)
+        lexical = BM25Index(partition / "bm25")
         if with_qdrant or (with_qdrant is None and settings.vector_backend == "qdrant"):
             qdrant = _open_qdrant_index(settings, embedder.dim)
         reranker = (

@@ -85,10 +85,15 @@ def check_scope(request: SearchRequest, principal: Principal) -> None:
 
 
 def searchable_datasets(
-    snapshot: CatalogSnapshot, request: SearchRequest, principal: Principal, now: datetime
+    snapshot: CatalogSnapshot,
+    request: SearchRequest,
+    principal: Principal,
+    now: datetime,
+    region: str,
 ) -> tuple[dict[str, int], list[Withheld]]:
     """Dataset id -> generation for the datasets this request may read and be charged for, and
-    the named datasets withheld because their licence does not allow this use, customer or time.
+    the named datasets withheld because their licence does not allow this use, customer, time or
+    processing in this deployment's `region`, or because they were revoked.
 
     Licence rules filter rather than fail: content a licence does not allow is never searched,
     so it is neither returned nor charged. Only datasets the request named are reported back.
@@ -117,11 +122,16 @@ def searchable_datasets(
     allowed: dict[str, int] = {}
     withheld: list[Withheld] = []
     for dataset_id in wanted:
-        reason = snapshot.datasets[dataset_id].licence.refusal(
-            use=request.effective_use, territory=principal.territory, at=now
+        dataset = snapshot.datasets[dataset_id]
+        reason = dataset.licence.refusal(
+            use=request.effective_use, territory=principal.territory, at=now, region=region
         )
+        if dataset.revoked_at is not None:
+            revoked = dataset.revoked_at.isoformat(timespec="seconds")
+            reason = f"dataset {dataset_id} was revoked at {revoked}"
         if reason is None:
-            allowed[dataset_id] = snapshot.generations[dataset_id]
+            if dataset_id in snapshot.generations:
+                allowed[dataset_id] = snapshot.generations[dataset_id]
         elif request.datasets is not None:
             withheld.append(Withheld(dataset_id=dataset_id, reason=reason))
     return allowed, withheld
@@ -255,11 +265,15 @@ async def run_search(
                 return replayed
         snapshot = await runtime.snapshot()
         now = datetime.now(UTC)
-        generations, withheld = searchable_datasets(snapshot, request, principal, now)
+        region = runtime.settings.region
+        generations, withheld = searchable_datasets(snapshot, request, principal, now, region)
         passages = PassageLoader(runtime)
         wants_rerank = request.rerank if request.rerank is not None else True
         ranking = await pending.rank(
-            generations=generations, rerank=wants_rerank, texts=passages.texts
+            generations=generations,
+            rerank=wants_rerank,
+            texts=passages.texts,
+            languages=request.languages,
         )
     chosen, candidates = await choose(ranking.items, passages, snapshot, generations, request)
     if candidates and not chosen:
@@ -306,6 +320,8 @@ async def run_search(
                 platform_micros=platform_micros,
                 currency=licence.currency,
                 created_at=now,
+                region=region,
+                territory=principal.territory,
             )
         )
     cost = sum(h.price_micros for h in hits)
@@ -335,6 +351,7 @@ async def run_search(
         receipt=receipt,
         intended_use=request.effective_use,
         withheld=withheld,
+        query_language=ranking.query_language,
     )
     body = _encoder.encode(response)
     recorded = await runtime.hits.record(

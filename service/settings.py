@@ -6,8 +6,10 @@ Sources, later wins: defaults, the TOML file named by FAIRSHARE_CONFIG, FAIRSHAR
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,17 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
-        "data_dir", "var", "Directory for the SQLite catalog/ledger, FAISS, BM25 and Qdrant files."
+        "data_dir",
+        "var",
+        "Directory holding each region's partition (<data dir>/regions/<region>: the SQLite "
+        "catalog/ledger, FAISS, BM25 and Qdrant files) and the model caches.",
+    ),
+    Setting(
+        "region",
+        "local",
+        "Region this deployment stores, embeds and serves content in, a lowercase code such as "
+        "sg, id, eu or za. It opens only that region's partition, and serves only datasets "
+        "whose licence allows processing there.",
     ),
     Setting(
         "database_url",
@@ -134,12 +146,24 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("port", "8000", "Port `fairshare serve` listens on."),
 )
 ENV_PREFIX = "FAIRSHARE_"
+# Region codes name directories and Qdrant collections, so they are kept to a safe alphabet.
+REGION_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionStores:
+    """Where one region's partition lives when it is not embedded under the data dir: its own
+    database and Qdrant server (from `[regions.<code>]` tables in the FAIRSHARE_CONFIG file)."""
+
+    database_url: str = ""
+    qdrant_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
+    region: str
     database_url: str
     qdrant_url: str
     vector_backend: str
@@ -163,12 +187,45 @@ class Settings:
     model_threads: str
     host: str
     port: int
+    # Every region's stores, by code (TOML only); the current region's FAIRSHARE_DATABASE_URL
+    # and FAIRSHARE_QDRANT_URL, when set, win over its entry here.
+    regions: Mapping[str, RegionStores] = field(default_factory=dict)
+
+    @property
+    def partition_dir(self) -> Path:
+        """This region's data directory: nothing of another region's content is ever in it."""
+        return self.data_dir / "regions" / self.region
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'fairshare.db').resolve()}"
+        return f"sqlite+aiosqlite:///{(self.partition_dir / 'fairshare.db').resolve()}"
+
+    @property
+    def qdrant_collection(self) -> str:
+        """This region's Qdrant collection: regions sharing one Qdrant server stay apart."""
+        return f"chunks_{self.region}"
+
+    def known_regions(self) -> list[str]:
+        """Regions with configured stores or an embedded partition under the data dir, and this
+        one: what admin commands that span regions (residency, revocation) visit."""
+        found = set(self.regions) | {self.region}
+        root = self.data_dir / "regions"
+        if root.is_dir():
+            found |= {p.name for p in root.iterdir() if p.is_dir() and REGION_PATTERN.match(p.name)}
+        return sorted(found)
+
+    def for_region(self, region: str) -> Settings:
+        """These settings as a deployment in `region` would have them: its own stores, never
+        this region's database or Qdrant URL."""
+        if region == self.region:
+            return self
+        check_region(region)
+        stores = self.regions.get(region, RegionStores())
+        return replace(
+            self, region=region, database_url=stores.database_url, qdrant_url=stores.qdrant_url
+        )
 
     @property
     def receipt_key_path(self) -> Path:
@@ -194,15 +251,26 @@ class Settings:
         return replace(self, **changes)
 
 
+def check_region(region: str) -> str:
+    if not REGION_PATTERN.match(region):
+        raise InvalidInput(
+            f"region {region!r} is not a region code: lowercase letters, digits and '-', "
+            "starting with a letter, at most 32 characters (e.g. sg, eu, za)"
+        )
+    return region
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     raw: dict[str, str] = {s.name: s.default for s in SETTINGS}
+    regions: dict[str, RegionStores] = {}
     config_file = env.get(ENV_PREFIX + "CONFIG")
     if config_file:
         try:
             table = tomllib.loads(Path(config_file).read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise InvalidInput(f"cannot read FAIRSHARE_CONFIG {config_file!r}: {exc}") from exc
+        regions = _region_stores(table.pop("regions", {}), config_file)
         unknown = set(table) - set(raw)
         if unknown:
             raise InvalidInput(f"unknown settings in {config_file}: {sorted(unknown)}")
@@ -211,12 +279,30 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         value = env.get(ENV_PREFIX + setting.name.upper())
         if value is not None:
             raw[setting.name] = value
-    return _build(raw)
+    return _build(raw, regions)
 
 
-def _build(raw: dict[str, str]) -> Settings:
-    values: dict[str, Any] = {}
+def _region_stores(table: Any, config_file: str) -> dict[str, RegionStores]:
+    """`[regions.<code>]` tables: each region's database_url and qdrant_url."""
+    if not isinstance(table, dict):
+        raise InvalidInput(f"{config_file}: `regions` must be a table of [regions.<code>] tables")
+    stores: dict[str, RegionStores] = {}
+    known = {f.name for f in fields(RegionStores)}
+    for code, entry in table.items():
+        check_region(code)
+        if not isinstance(entry, dict) or set(entry) - known:
+            raise InvalidInput(
+                f"{config_file}: [regions.{code}] may hold only {', '.join(sorted(known))}"
+            )
+        stores[code] = RegionStores(**{k: str(v) for k, v in entry.items()})
+    return stores
+
+
+def _build(raw: dict[str, str], regions: dict[str, RegionStores]) -> Settings:
+    values: dict[str, Any] = {"regions": regions}
     for f in fields(Settings):
+        if f.name == "regions":
+            continue
         value = raw[f.name]
         if f.type in ("int", int):
             try:
@@ -229,6 +315,11 @@ def _build(raw: dict[str, str]) -> Settings:
             values[f.name] = Path(value)
         else:
             values[f.name] = value
+    region = check_region(values["region"])
+    # The current region's own entry supplies its stores unless the environment names them.
+    own = regions.get(region, RegionStores())
+    values["database_url"] = values["database_url"] or own.database_url
+    values["qdrant_url"] = values["qdrant_url"] or own.qdrant_url
     if values["vector_backend"] not in ("faiss", "qdrant"):
         raise InvalidInput("FAIRSHARE_VECTOR_BACKEND must be 'faiss' or 'qdrant'")
     if values["embedder_backend"] not in EMBEDDER_BACKENDS:

@@ -89,6 +89,7 @@ class SearchOptions(TypedDict, total=False):
     rerank: bool | None
     intended_use: Use | None
     idempotency_key: str | None
+    languages: Sequence[str] | None
 
 
 def search(
@@ -100,6 +101,7 @@ def search(
     rerank: bool | None = None,
     intended_use: Use | None = None,
     idempotency_key: str | None = None,
+    languages: Sequence[str] | None = None,
 ) -> Call[SearchResponse]:
     """`POST /v1/search`. Options left as None are not sent, so the server's defaults apply
     (and a server older than an option still accepts requests that do not use it). Without an
@@ -110,6 +112,7 @@ def search(
         "max_cost_micros": max_cost_micros,
         "rerank": rerank,
         "intended_use": intended_use,
+        "languages": None if languages is None else list(languages),
     }
     body.update((name, value) for name, value in optional.items() if value is not None)
     headers = {

@@ -81,7 +81,8 @@ class Fairshare:
     def search(self, query: str, **options: Unpack[SearchOptions]) -> SearchResponse:
         """Search licensed data; every result is a paid hit. Keywords: `top_k` (10),
         `datasets`, `max_cost_micros`, `rerank`, `intended_use`, `idempotency_key` (made
-        once per call when not given, so retries never charge twice)."""
+        once per call when not given, so retries never charge twice), `languages` (ISO 639-1
+        codes, or "und": only passages in those languages)."""
         return self._call(_calls.search(query, **options))
 
     def datasets(self) -> list[Dataset]:

@@ -39,6 +39,7 @@ class FairshareRetriever(BaseRetriever):
     max_cost_micros: int | None = None
     rerank: bool | None = None
     intended_use: Use | None = None
+    languages: list[str] | None = None
 
     @model_validator(mode="after")
     def _has_a_client(self) -> FairshareRetriever:
@@ -70,6 +71,7 @@ class FairshareRetriever(BaseRetriever):
             max_cost_micros=self.max_cost_micros,
             rerank=self.rerank,
             intended_use=self.intended_use,
+            languages=self.languages,
         )
 
 

@@ -1,17 +1,20 @@
-"""Admin routes: owners, datasets and API keys."""
+"""Admin routes: owners, datasets (and their revocation) and API keys."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import get, post
+from litestar import Response, get, post
+from litestar.openapi import ResponseSpec
 from msgspec import Meta
 
-from contracts import Dataset, Licence, Owner
+from contracts import Dataset, Licence, Owner, RevocationReceipt
 from contracts.types import CurrencyCode, Slug
 from ledger.keys import Principal
 from service.auth import require_role
+from service.problems import problem_responses
+from service.revocation import revoke_here
 from service.runtime import Runtime
 
 
@@ -65,6 +68,32 @@ async def add_dataset(data: DatasetCreate, runtime: Runtime, principal: Principa
         description=data.description,
         licence=data.licence,
     )
+
+
+@post(
+    "/v1/admin/datasets/{dataset_id:str}/revoke",
+    status_code=201,
+    summary="Revoke a dataset in this server's region: delete its content, sign a receipt",
+    description="Removes every chunk of the dataset from this region's catalog, FAISS, BM25 and "
+    "Qdrant stores and caches, scrubs its passage text from stored responses, and stops serving "
+    "it at once; hits and the ledger stay. The answer is a deletion receipt signed with the "
+    "receipt key (`/v1/keys/receipts`) counting what each store gave up. Only this server's "
+    "region is covered: `fairshare datasets revoke` covers every region. Revoking an already "
+    "revoked dataset returns its receipt again (200). Irreversible: it cannot be ingested again.",
+    responses={
+        200: ResponseSpec(
+            data_container=RevocationReceipt,
+            description="Already revoked in this region: the receipt issued then",
+        ),
+        **problem_responses(503),
+    },
+)
+async def revoke_dataset(
+    dataset_id: str, runtime: Runtime, principal: Principal
+) -> Response[RevocationReceipt]:
+    require_role(principal, "admin")
+    receipt, new = await revoke_here(runtime, dataset_id)
+    return Response(receipt, status_code=201 if new else 200)
 
 
 @post("/v1/keys", status_code=201, summary="Create an API key")

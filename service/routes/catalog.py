@@ -1,19 +1,50 @@
-"""Catalog reads: datasets with their terms, and single chunks."""
+"""Catalog reads: datasets with their terms, single chunks, and revoked datasets' receipts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from litestar import get
 
-from contracts import Dataset
+from contracts import Dataset, RevocationReceipt
 from contracts.views import ChunkView
 from ledger.keys import Principal
+from ledger.receipts import revocation_receipt
+from ledger.revocations import RevocationStore
+from service.auth import require_owner_access
 from service.runtime import Runtime
 from service.searching import cap_snippet, cite
 
 
 @get("/v1/datasets", summary="The catalog: datasets, owners, licence terms and prices")
 async def list_datasets(runtime: Runtime, principal: Principal) -> list[Dataset]:
-    return await runtime.catalog.list_datasets()
+    return offered(await runtime.catalog.list_datasets(), principal)
+
+
+def offered(datasets: Sequence[Dataset], principal: Principal) -> list[Dataset]:
+    """The datasets a key is shown: revoked ones only to admins and their owner (with
+    `revoked_at`), since nothing of them can be bought (also the MCP `list_datasets` tool)."""
+    return [
+        d
+        for d in datasets
+        if d.revoked_at is None or principal.role == "admin" or principal.owner_id == d.owner_id
+    ]
+
+
+@get(
+    "/v1/datasets/{dataset_id:str}/revocations",
+    summary="A dataset's signed deletion receipts (its owner or an admin)",
+    description="Empty for a dataset that was never revoked. Each receipt is a JWS signed with "
+    "the key at `/v1/keys/receipts`; `claims` is its verified payload.",
+)
+async def list_revocations(
+    dataset_id: str, runtime: Runtime, principal: Principal
+) -> list[RevocationReceipt]:
+    dataset = await runtime.catalog.get_dataset(dataset_id)
+    require_owner_access(principal, dataset.owner_id)
+    jwks = runtime.receipts.jwks()
+    stored = await RevocationStore(runtime.engine).receipts(dataset_id)
+    return [revocation_receipt(jws, jwks) for jws in stored]
 
 
 @get("/v1/chunks/{chunk_id:str}", summary="One chunk's citation, price, and text if purchased")

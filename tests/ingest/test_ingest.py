@@ -114,8 +114,8 @@ async def test_reingesting_the_same_file_changes_nothing(runtime: Runtime, tmp_p
     path = write_jsonl(tmp_path / "d.jsonl", DOCS)
     first = await ingest(runtime, path)
     files_before = sorted(
-        p.relative_to(runtime.settings.data_dir)
-        for p in (runtime.settings.data_dir / "faiss").rglob("*")
+        p.relative_to(runtime.settings.partition_dir)
+        for p in (runtime.settings.partition_dir / "faiss").rglob("*")
     )
     stores_before = await visible_chunks(runtime)
     again = await ingest(runtime, path)
@@ -124,8 +124,8 @@ async def test_reingesting_the_same_file_changes_nothing(runtime: Runtime, tmp_p
     assert await visible_chunks(runtime) == stores_before
     assert (
         sorted(
-            p.relative_to(runtime.settings.data_dir)
-            for p in (runtime.settings.data_dir / "faiss").rglob("*")
+            p.relative_to(runtime.settings.partition_dir)
+            for p in (runtime.settings.partition_dir / "faiss").rglob("*")
         )
         == files_before
     )
@@ -292,7 +292,7 @@ async def test_pipelined_ingest_writes_what_a_plain_loop_would(
     reference = np.vstack(
         [runtime.embedder.embed_passages(texts[i : i + 3]) for i in range(0, len(texts), 3)]
     )
-    faiss_dir = runtime.settings.data_dir / "faiss" / "ds" / str(report.generation)
+    faiss_dir = runtime.settings.partition_dir / "faiss" / "ds" / str(report.generation)
     assert json.loads((faiss_dir / "ids.json").read_text()) == [c.id for c in expected]
     np.testing.assert_allclose(np.load(faiss_dir / "vectors.npy"), reference, atol=1e-6)
 

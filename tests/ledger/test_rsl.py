@@ -125,6 +125,7 @@ WINDOWED = Licence(
     excluded_territories=[],
     valid_from=datetime(2027, 1, 1, tzinfo=UTC),
     valid_until=datetime(2028, 1, 1, tzinfo=UTC),
+    processing_regions=["eu", "za"],
 )
 
 
@@ -141,6 +142,7 @@ WINDOWED = Licence(
             excluded_territories=["RU"],
             valid_from=None,
             valid_until=None,
+            processing_regions=None,
         ),
     ],
 )

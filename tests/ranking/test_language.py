@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from ranking.language import UNDETERMINED, detect_language, settle_languages
+from ranking.language import (
+    UNDETERMINED,
+    detect_language,
+    detect_query_language,
+    normalise_language,
+    settle_languages,
+)
 
 
 @pytest.mark.parametrize(
@@ -33,3 +39,33 @@ def test_rare_labels_in_a_source_are_settled_to_its_majority() -> None:
     assert settle_languages(detected) == ["hi"] * 19 + ["und"]
     mixed = ["en"] * 5 + ["de"] * 5
     assert settle_languages(mixed) == mixed
+
+
+@pytest.mark.parametrize(
+    ("tag", "code"),
+    [
+        ("de", "de"),
+        ("pt-BR", "pt"),
+        ("EN", "en"),
+        ("zh_Hant", "zh"),
+        (" th ", "th"),
+        ("und", "und"),
+        (None, None),
+        ("", None),
+        ("english", None),
+        ("xx", None),
+        ("../../etc", None),  # the code names a directory: free text must not pass
+    ],
+)
+def test_stated_languages_are_normalised_or_left_to_detection(
+    tag: str | None, code: str | None
+) -> None:
+    assert normalise_language(tag) == code
+
+
+def test_a_query_language_is_reported_only_when_the_detector_is_confident() -> None:
+    assert detect_query_language("Wie viele Einwohner hat Berlin?") == "de"
+    assert detect_query_language("กรุงเทพมหานครมีประชากรกี่คน") == "th"
+    # Lingua reads this English query as French, but not confidently: better "und" than wrong.
+    assert detect_query_language("p53 mutation cancer") == UNDETERMINED
+    assert detect_query_language("12345") == UNDETERMINED

@@ -102,6 +102,24 @@ def test_removed_chunks_disappear_after_the_next_generation(
     assert "pneumonia" not in _search(index, embedder, "pneumonia antibiotics", {"med": 2}, k=10)
 
 
+def test_dropping_a_dataset_removes_and_counts_every_vector_of_it(
+    index: VectorIndex, embedder: SentenceEmbedder
+) -> None:
+    _add(index, embedder, "med", ["pneumonia", "sepsis"], 1)
+    _add(index, embedder, "med", ["chips"], 2)
+    _add(index, embedder, "mkt", ["copper"], 1)
+    # Searched first: FAISS holds generation 2 in memory, which must go with the files.
+    assert _search(index, embedder, "pneumonia", {"med": 2, "mkt": 1}, k=10)[0] == "pneumonia"
+    removed = index.drop("med")
+    assert removed.items == 3
+    assert (removed.files > 0) == isinstance(index, FaissIndex)  # Qdrant holds no files of ours
+    assert index.chunk_ids("med", 1) == index.chunk_ids("med", 2) == set()
+    # Even a caller still naming the dropped dataset's generation finds nothing of it.
+    assert _search(index, embedder, "pneumonia", {"med": 2, "mkt": 1}, k=10) == ["copper"]
+    assert index.drop("med").items == 0
+    assert index.chunk_ids("mkt", 1) == {IDS["copper"]}
+
+
 def test_faiss_and_qdrant_agree(tmp_path: Path, embedder: SentenceEmbedder) -> None:
     faiss_index = FaissIndex(tmp_path / "f", embedder.dim)
     qdrant_index = QdrantIndex(open_qdrant(url=None, path=tmp_path / "q"), embedder.dim)

@@ -89,6 +89,11 @@ def test_publisher_and_agent_workflow(data_dir: Path, capsys: pytest.CaptureFixt
     assert status == 0
     assert result["results"][0]["citation"]["document_id"] == "tides"
     assert len(result["results"][0]["text"]) <= 120 and result["cost_micros"] == 2000
+    key = created["api_key"]
+    status, out, _ = run(capsys, "search", "spring tides", "--api-key", key, "--language", "de")
+    assert status == 0 and json.loads(out)["results"] == []  # the documents are English
+    status, _, err = run(capsys, "search", "tides", "--api-key", key, "--language", "xx")
+    assert status == 2 and "unknown language code(s) 'xx'" in err
 
     status, out, _ = run(capsys, "keys", "revoke", created["key_id"])
     assert status == 0

@@ -36,7 +36,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeStripe
 
 async def _history(data_dir: Path) -> None:
     """acme earns 3 x 1.333333 USD in January 2026 (one query of three hits)."""
-    engine = make_engine(sqlite_url(data_dir / "fairshare.db"))
+    engine = make_engine(sqlite_url(data_dir / "regions" / "local" / "fairshare.db"))
     try:
         await migrate(engine)
         catalog = CatalogStore(engine)
@@ -121,7 +121,7 @@ def test_verify_exits_1_and_names_the_broken_link(
 ) -> None:
     import sqlite3
 
-    db = sqlite3.connect(tmp_path / "data" / "fairshare.db")
+    db = sqlite3.connect(tmp_path / "data" / "regions" / "local" / "fairshare.db")
     with db:
         db.execute("DROP TRIGGER hits_no_update")
         db.execute("UPDATE hits SET chunk_id = 'another passage' WHERE seq = 2")

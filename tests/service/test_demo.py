@@ -20,4 +20,4 @@ async def test_demo_keys_are_reused_while_they_work(demo_runtime: Runtime) -> No
     principal = await demo_runtime.keys.authenticate(first.owner)
     assert (principal.role, principal.owner_id) == ("owner", "northwind-health")
     assert (await demo_runtime.keys.authenticate(first.agent)).role == "agent"
-    assert (demo_runtime.settings.data_dir / "demo-keys.json").stat().st_mode & 0o077 == 0
+    assert (demo_runtime.settings.partition_dir / "demo-keys.json").stat().st_mode & 0o077 == 0

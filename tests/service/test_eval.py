@@ -94,7 +94,10 @@ def test_a_kept_data_dir_is_reused_without_reingesting(
     assert faiss.ingest.added == 1398
     assert (qdrant.ingest.added, qdrant.ingest.changed, qdrant.ingest.removed) == (0, 0, 0)
     assert qdrant.ingest.unchanged == 1398 and qdrant.ingest.chunks_written == 0
-    assert qdrant.data_dir == faiss.data_dir and (faiss.data_dir / "fairshare.db").exists()
+    assert (
+        qdrant.data_dir == faiss.data_dir
+        and (faiss.data_dir / "regions" / "local" / "fairshare.db").exists()
+    )
 
 
 def test_the_report_has_exactly_the_documented_shape(

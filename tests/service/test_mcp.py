@@ -132,6 +132,7 @@ async def test_paid_search_is_recorded_and_replays(
             "max_cost_micros",
             "intended_use",
             "idempotency_key",
+            "languages",
         }
         assert tools["get_passage"].input_schema["required"] == ["chunk_id"]
 
@@ -196,6 +197,15 @@ async def test_catalog_and_bad_input_are_tool_results(
             "search_licensed_data", {"query": QUERY, "intended_use": "resell"}
         )
         assert "intended_use" in _error_text(resell)
+        klingon = await client.call_tool(
+            "search_licensed_data", {"query": QUERY, "languages": ["xx"]}
+        )
+        assert "unknown language code(s) 'xx'" in _error_text(klingon)
+        # The demo catalog is English: asking for German finds nothing and charges nothing.
+        german = _structured(
+            await client.call_tool("search_licensed_data", {"query": QUERY, "languages": ["de"]})
+        )
+        assert german["results"] == [] and german["cost_micros"] == 0
         assert await demo_runtime.hits.count_hits() == recorded
 
 

@@ -30,7 +30,9 @@ async def test_paged_selection_equals_selection_over_every_candidate(
     reached_past_first_page = False
     for query in QUERIES:
         request = SearchRequest(query=query, rerank=False)
-        generations, _ = searchable_datasets(snapshot, request, principal, datetime.now(UTC))
+        generations, _ = searchable_datasets(
+            snapshot, request, principal, datetime.now(UTC), "local"
+        )
         ranking = await demo_runtime.pipeline.search(
             query, generations=generations, rerank=False, texts=PassageLoader(demo_runtime).texts
         )

@@ -63,6 +63,7 @@ EXPECTED: dict[Route, dict[Role, int]] = {
     ("GET", "/v1/chunks/{chunk_id}"): ANY_KEY,
     ("GET", "/v1/owners/{owner_id}/statement"): OWN_OWNER,
     ("GET", "/v1/owners/{owner_id}/payouts"): OWN_OWNER,
+    ("GET", "/v1/owners/{owner_id}/residency"): OWN_OWNER,
     ("GET", "/v1/keys/receipts"): PUBLIC,  # public keys, so anyone can verify a receipt
     # Another customer's receipt, or one that paid this owner nothing, is hidden as absent.
     ("GET", "/v1/receipts/{query_id}"): {**ANY_KEY, "other_agent": 404, "other_owner": 404},
@@ -76,6 +77,11 @@ EXPECTED: dict[Route, dict[Role, int]] = {
     # An owner manages its own datasets' licences; the requests re-send the current terms.
     ("PUT", "/v1/datasets/{dataset_id}/licence"): OWN_OWNER,
     ("PUT", "/v1/datasets/{dataset_id}/licence/rsl"): OWN_OWNER,
+    # 404: an unknown dataset, after the role check. A real revoke would empty the shared demo
+    # catalog; tests/service/test_revocation.py revokes for real.
+    ("POST", "/v1/admin/datasets/{dataset_id}/revoke"): _only_admin(404),
+    # Deletion receipts go to the dataset's owner and admins (the dataset here is not revoked).
+    ("GET", "/v1/datasets/{dataset_id}/revocations"): OWN_OWNER,
     ("GET", "/v1/owners"): _only_admin(200),
     ("POST", "/v1/owners"): _only_admin(201),
     ("POST", "/v1/keys"): _only_admin(201),
@@ -180,6 +186,10 @@ REQUESTS: dict[Route, Callable[[World], tuple[str, Any]]] = {
         None,
     ),
     ("GET", "/v1/owners/{owner_id}/payouts"): lambda w: (f"/v1/owners/{w.owner_id}/payouts", None),
+    ("GET", "/v1/owners/{owner_id}/residency"): lambda w: (
+        f"/v1/owners/{w.owner_id}/residency",
+        None,
+    ),
     ("GET", "/v1/keys/receipts"): lambda w: ("/v1/keys/receipts", None),
     ("GET", "/v1/receipts/{query_id}"): lambda w: (f"/v1/receipts/{w.query_id}", None),
     ("GET", "/v1/balance"): lambda w: ("/v1/balance", None),
@@ -215,6 +225,14 @@ REQUESTS: dict[Route, Callable[[World], tuple[str, Any]]] = {
     ("PUT", "/v1/datasets/{dataset_id}/licence/rsl"): lambda w: (
         f"/v1/datasets/{w.dataset['id']}/licence/rsl",
         licence_to_rsl(msgspec.convert(w.dataset["licence"], Licence)),
+    ),
+    ("POST", "/v1/admin/datasets/{dataset_id}/revoke"): lambda w: (
+        "/v1/admin/datasets/no-such-dataset/revoke",
+        None,
+    ),
+    ("GET", "/v1/datasets/{dataset_id}/revocations"): lambda w: (
+        f"/v1/datasets/{w.dataset['id']}/revocations",
+        None,
     ),
     ("GET", "/v1/owners"): lambda w: ("/v1/owners", None),
     ("POST", "/v1/owners"): lambda w: ("/v1/owners", w.owner),  # the same owner again

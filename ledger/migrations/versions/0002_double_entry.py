@@ -153,17 +153,21 @@ def upgrade() -> None:
         _forbid_update_and_delete(table)
 
 
+# The hit columns that existed at this revision (later ones are hashed only when set).
+_HASHED_AT_0002 = [f for f in chain.HIT_HASHED_FIELDS if f not in chain.LATER_HIT_FIELDS]
+
+
 def _book_existing_hits() -> None:
     """One journal transaction per existing hit, chained in hit-id order."""
     conn = op.get_bind()
     hits = sa.table(
         "hits",
-        *(sa.column(name) for name in ("id", "seq", *chain.HIT_HASHED_FIELDS)),
+        *(sa.column(name) for name in ("id", "seq", *_HASHED_AT_0002)),
     )
     rows = conn.execute(sa.select(hits).order_by(hits.c.id)).all()
     prev, accounts = chain.GENESIS_HASH, {}
     for seq, row in enumerate(rows, start=1):
-        hit = {name: getattr(row, name) for name in chain.HIT_HASHED_FIELDS}
+        hit = {name: getattr(row, name) for name in _HASHED_AT_0002}
         created = hit["created_at"]
         if isinstance(created, str):  # SQLite hands back text from a plain table() select
             created = datetime.fromisoformat(created)
