@@ -91,6 +91,21 @@ def test_a_qrel_for_an_unknown_query_or_a_missing_file_is_named(tmp_path: Path) 
         load_beir(root, "dev")
 
 
+def test_queries_can_come_from_another_file_with_the_same_ids(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "beir", "query-id\tcorpus-id\tscore\n1\t7\t1\n2\td2\t1\n")
+    other = tmp_path / "de-queries.jsonl"
+    other.write_text(
+        json.dumps({"_id": "2", "text": "zweite"})
+        + "\n"
+        + json.dumps({"_id": "1", "text": "erste"})
+    )
+    collection = load_beir(root, "test", other)
+    assert collection.queries == {"1": "erste", "2": "zweite"}
+    other.write_text(json.dumps({"_id": "1", "text": "erste"}) + "\n")
+    with pytest.raises(InvalidInput, match=r"de-queries\.jsonl"):
+        load_beir(root, "test", other)
+
+
 def test_a_document_ranks_by_its_best_chunk() -> None:
     document_of = {"a1": "A", "a2": "A", "b1": "B", "c1": "C"}
     ranked = ["b1", "a2", "gone", "b1-dup", "a1", "c1"]
