@@ -11,11 +11,23 @@ import pytest
 import pytest_asyncio
 from litestar import Litestar
 
+from contracts import Licence
 from ranking.embedder import Embedder, quiet_model_loading, resolve_model
 from service.demo import load_demo_catalog
 from service.runtime import Runtime, open_runtime, shared_embedder
 from service.settings import Settings, load_settings
 from tests.postgres import PostgresUnavailable, postgres_server
+
+# A licence with nothing to test in it, for tests about ranking and ingest rather than terms.
+PLAIN_LICENCE = Licence(
+    id="l",
+    name="l",
+    currency="USD",
+    price_per_hit_micros=1,
+    owner_share_bps=5000,
+    snippet_cap_chars=500,
+    attribution="a",
+)
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

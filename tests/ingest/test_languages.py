@@ -15,21 +15,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from contracts import Licence, Owner
+from contracts import Owner
 from ranking.embedder import Embedder
 from ranking.pipeline import Mode
 from service.runtime import Runtime, open_runtime
+from tests.conftest import PLAIN_LICENCE as LICENCE
 from tests.conftest import make_settings
 
-LICENCE = Licence(
-    id="l",
-    name="l",
-    currency="USD",
-    price_per_hit_micros=1,
-    owner_share_bps=5000,
-    snippet_cap_chars=500,
-    attribution="a",
-)
 # language -> documents (id -> text); one dataset per language, as one regional publisher's.
 HELD_OUT: dict[str, dict[str, str]] = {
     "th": {

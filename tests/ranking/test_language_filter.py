@@ -9,21 +9,13 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import pytest_asyncio
 
-from contracts import Licence, Owner
+from contracts import Owner
 from ranking.embedder import Embedder
 from ranking.pipeline import Mode, Ranking, SearchPipeline
 from service.runtime import Runtime, open_runtime
+from tests.conftest import PLAIN_LICENCE as LICENCE
 from tests.conftest import make_settings
 
-LICENCE = Licence(
-    id="l",
-    name="l",
-    currency="USD",
-    price_per_hit_micros=1,
-    owner_share_bps=5000,
-    snippet_cap_chars=500,
-    attribution="a",
-)
 # One dataset, three languages with four documents each (no language is rare enough to be
 # relabelled as the majority's), and one document with no detectable language.
 DOCUMENTS = {

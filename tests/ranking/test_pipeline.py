@@ -10,24 +10,16 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from contracts import Licence, Owner
+from contracts import Owner
 from ingest.run import ingest_source
 from ranking.embedder import SentenceEmbedder
 from ranking.pipeline import SearchPipeline
 from ranking.rerank import CrossEncoderReranker, PairScorer, load_reranker
 from service.runtime import Runtime, open_runtime
+from tests.conftest import PLAIN_LICENCE as LICENCE
 from tests.conftest import make_settings
 from tests.ranking.counting import CountingEmbedder, CountingScorer
 
-LICENCE = Licence(
-    id="l",
-    name="l",
-    currency="USD",
-    price_per_hit_micros=1,
-    owner_share_bps=5000,
-    snippet_cap_chars=500,
-    attribution="a",
-)
 ENGLISH = [
     ("berlin", "Berlin is the capital of Germany and has about 3.7 million inhabitants."),
     ("rhine", "The Rhine flows from the Swiss Alps to the North Sea through Germany."),

@@ -23,13 +23,13 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from contracts import ConflictError, Licence, Owner, RevocationReceipt, StoreRemoval
-from ingest.run import dataset_lock
+from ingest.run import IngestReport, dataset_lock
 from ledger.receipts import verify_revocation_receipt
 from ranking.embedder import Embedder
 from service.app import create_app
 from service.cli import main
 from service.revocation import revoke_in_partition
-from service.runtime import open_runtime
+from service.runtime import Runtime, open_runtime
 from tests.conftest import asgi_client, make_settings
 from tests.service.load_support import LiveServer
 from tests.service.test_errors import assert_problem
@@ -88,21 +88,7 @@ async def _seed(data_dir: Path, sources: Path) -> dict[str, str]:
         async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
             await runtime.catalog.add_owner(Owner(id="press", name="Press"))
             for dataset_id in dataset_ids:
-                await runtime.catalog.add_dataset(
-                    dataset_id=dataset_id,
-                    owner_id="press",
-                    name=dataset_id,
-                    description="",
-                    licence=LICENCE,
-                )
-                source = sources / f"{dataset_id}.jsonl"
-                source.write_text(
-                    "".join(
-                        json.dumps({"id": i, "title": t, "text": x}) + "\n"
-                        for i, t, x in DOCS[dataset_id]
-                    )
-                )
-                report = await runtime.ingest(source, dataset_id, progress=False)
+                report = await add_and_ingest(runtime, dataset_id, sources)
                 assert not report.errors and report.chunks_written == len(DOCS[dataset_id])
             if region == "eu":
                 await runtime.catalog.add_owner(Owner(id="rival", name="Rival"))
@@ -116,6 +102,18 @@ async def _seed(data_dir: Path, sources: Path) -> dict[str, str]:
                 ]
                 keys["admin"] = (await make(customer="rev-admin", role="admin"))[1]
     return keys
+
+
+async def add_and_ingest(runtime: Runtime, dataset_id: str, sources: Path) -> IngestReport:
+    """Register `dataset_id` (owned by "press") and ingest its DOCS."""
+    await runtime.catalog.add_dataset(
+        dataset_id=dataset_id, owner_id="press", name=dataset_id, description="", licence=LICENCE
+    )
+    source = sources / f"{dataset_id}.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": i, "title": t, "text": x}) + "\n" for i, t, x in DOCS[dataset_id])
+    )
+    return await runtime.ingest(source, dataset_id, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -353,21 +351,7 @@ async def test_a_server_forgets_what_it_loaded_of_a_dataset_another_process_revo
     async with open_runtime(settings, with_qdrant=True, with_reranker=False) as revoker:
         await revoker.catalog.add_owner(Owner(id="press", name="Press"))
         for dataset_id in ("gone", "keep"):
-            await revoker.catalog.add_dataset(
-                dataset_id=dataset_id,
-                owner_id="press",
-                name=dataset_id,
-                description="",
-                licence=LICENCE,
-            )
-            source = sources / f"{dataset_id}.jsonl"
-            source.write_text(
-                "".join(
-                    json.dumps({"id": i, "title": t, "text": x}) + "\n"
-                    for i, t, x in DOCS[dataset_id]
-                )
-            )
-            await revoker.ingest(source, dataset_id, progress=False)
+            await add_and_ingest(revoker, dataset_id, sources)
         with_reranker = settings.with_(
             reranker_model=str(test_reranker_path), reranker_backend="torch"
         )
