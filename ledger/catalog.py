@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import Row, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -28,7 +28,7 @@ from contracts import (
 )
 from contracts.money import check_currency
 from contracts.revocation import revoked_error
-from ledger.db import write_transaction
+from ledger.db import read, write_transaction
 from ledger.schema import chunks, datasets, documents, licences, owners, utcnow
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -325,8 +325,7 @@ class CatalogStore:
         """Dataset id -> (generation, licence id): one cheap query a search can afford, telling
         whether anything that affects what it serves or how it prices has changed. Revoked
         datasets are left out: nothing of them is served, from the moment they are revoked."""
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(_SERVING_STATE)).all()
+        rows = await read(self._engine, lambda conn: conn.execute(_SERVING_STATE).all())
         return {r.id: (r.generation, r.licence_id) for r in rows}
 
     # -- documents and chunks --------------------------------------------------------------------
@@ -456,13 +455,16 @@ class CatalogStore:
     async def get_passages(self, chunk_ids: Sequence[str]) -> dict[str, Passage]:
         """Chunk id -> Passage for the ids that exist; unknown ids are left out."""
         wanted = list(dict.fromkeys(chunk_ids))
-        found: dict[str, Passage] = {}
-        async with self._engine.connect() as conn:
+
+        def fetch(conn: Connection) -> dict[str, Passage]:
+            found: dict[str, Passage] = {}
             for start in range(0, len(wanted), MAX_IDS_PER_QUERY):
                 batch = wanted[start : start + MAX_IDS_PER_QUERY]
-                rows = await conn.execute(_PASSAGES, {"ids": batch})
+                rows = conn.execute(_PASSAGES, {"ids": batch})
                 found.update((r.chunk_id, _passage(r)) for r in rows)
-        return found
+            return found
+
+        return await read(self._engine, fetch)
 
     async def chunk_datasets(self, chunk_ids: Sequence[str]) -> dict[str, str]:
         """Chunk id -> dataset id for the ids the catalog holds; unknown ids are left out."""

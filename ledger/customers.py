@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import msgspec
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ConflictError, InvalidInput, NotFound
 from contracts.views import CustomerBalance
@@ -35,10 +35,10 @@ class Topup(msgspec.Struct, frozen=True, kw_only=True):
     balance: CustomerBalance
 
 
-async def balances_of(conn: AsyncConnection, customer_ids: Iterable[str]) -> dict[str, int]:
+def balances_of(conn: Connection, customer_ids: Iterable[str]) -> dict[str, int]:
     """Customer id -> balance (credits less debits on their account)."""
     accounts = {chain.customer_account(c): c for c in customer_ids}
-    rows = await conn.execute(
+    rows = conn.execute(
         select(postings.c.account_id, func.sum(postings.c.amount_micros))
         .where(postings.c.account_id.in_(list(accounts)))
         .group_by(postings.c.account_id)
@@ -47,10 +47,8 @@ async def balances_of(conn: AsyncConnection, customer_ids: Iterable[str]) -> dic
     return {c: found.get(c, 0) for c in accounts.values()}
 
 
-async def credit_limits(
-    conn: AsyncConnection, customer_ids: Iterable[str]
-) -> dict[str, int | None]:
-    rows = await conn.execute(
+def credit_limits(conn: Connection, customer_ids: Iterable[str]) -> dict[str, int | None]:
+    rows = conn.execute(
         select(customers.c.id, customers.c.credit_limit_micros).where(
             customers.c.id.in_(list(customer_ids))
         )
@@ -79,8 +77,8 @@ class CustomerAccounts:
     async def balance(self, customer_id: str) -> CustomerBalance:
         customer_id, currency = await self.resolve(customer_id)
         async with self._engine.connect() as conn:
-            balance = (await balances_of(conn, [customer_id]))[customer_id]
-            limit = (await credit_limits(conn, [customer_id]))[customer_id]
+            balance = (await conn.run_sync(balances_of, [customer_id]))[customer_id]
+            limit = (await conn.run_sync(credit_limits, [customer_id]))[customer_id]
         return _balance(customer_id, currency, balance, limit)
 
     async def topup(
@@ -114,8 +112,8 @@ class CustomerAccounts:
                         reference=reference,
                     )
             else:
-                [booked] = await append(
-                    conn,
+                [booked] = await conn.run_sync(
+                    append,
                     [
                         NewEntry(
                             kind=chain.KIND_TOPUP,

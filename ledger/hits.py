@@ -19,15 +19,15 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import Connection, func, insert, select, tuple_
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ConflictError, Hit, InvalidInput, PaymentRequired
 from contracts.money import check_currency
 from ledger import chain
 from ledger.customers import balances_of, credit_limits
-from ledger.db import ledger_transaction
+from ledger.db import in_ledger_transaction, read
 from ledger.journal import NewEntry, append
 from ledger.schema import hits as hit_rows
 from ledger.schema import queries, utcnow
@@ -80,8 +80,7 @@ class HitLedger:
         query = select(queries.c.request_hash, queries.c.response).where(
             queries.c.customer_id == customer_id, queries.c.idempotency_key == idempotency_key
         )
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+        row = await read(self._engine, lambda conn: conn.execute(query).first())
         if row is None:
             return None
         return _replayed(idempotency_key, request_hash, row.request_hash, bytes(row.response))
@@ -158,8 +157,7 @@ class HitLedger:
             return _as_error(record, exc)
 
     async def _write(self, batch: Sequence[QueryRecord]) -> list[bytes | Exception]:
-        async with ledger_transaction(self._engine) as conn:
-            outcomes = await _book(conn, batch)
+        outcomes = await in_ledger_transaction(self._engine, lambda conn: _book(conn, batch))
         self.batches_written += 1
         self._on_batch(len(batch))
         return outcomes
@@ -208,12 +206,14 @@ class HitLedger:
             )
 
 
-async def _book(conn: AsyncConnection, batch: Sequence[QueryRecord]) -> list[bytes | Exception]:
-    """Write the batch's new queries and book their hits; answer replays and conflicts."""
+def _book(conn: Connection, batch: Sequence[QueryRecord]) -> list[bytes | Exception]:
+    """Write the batch's new queries and book their hits; answer replays and conflicts.
+
+    A sync unit of work: one thread trip on SQLite, `run_sync` on PostgreSQL (`ledger.db`)."""
     keyed = [(r.customer_id, r.idempotency_key) for r in batch if r.idempotency_key is not None]
     stored: dict[tuple[str, str], tuple[str, bytes]] = {}
     if keyed:
-        rows = await conn.execute(
+        rows = conn.execute(
             select(
                 queries.c.customer_id,
                 queries.c.idempotency_key,
@@ -241,11 +241,11 @@ async def _book(conn: AsyncConnection, batch: Sequence[QueryRecord]) -> list[byt
             stored[key] = (r.request_hash, r.response)  # a twin later in this batch replays it
         fresh.append(r)
         outcomes.append(r.response)
-    fresh = await _affordable(conn, fresh, outcomes, batch)
+    fresh = _affordable(conn, fresh, outcomes, batch)
     if not fresh:
         return outcomes
     now = utcnow()
-    await conn.execute(
+    conn.execute(
         insert(queries),
         [
             {
@@ -261,12 +261,12 @@ async def _book(conn: AsyncConnection, batch: Sequence[QueryRecord]) -> list[byt
             for r in fresh
         ],
     )
-    await append(conn, [_hit_entry(h) for r in fresh for h in r.hits])
+    append(conn, [_hit_entry(h) for r in fresh for h in r.hits])
     return outcomes
 
 
-async def _affordable(
-    conn: AsyncConnection,
+def _affordable(
+    conn: Connection,
     fresh: list[QueryRecord],
     outcomes: list[bytes | Exception],
     batch: Sequence[QueryRecord],
@@ -279,10 +279,10 @@ async def _affordable(
     charged = {r.customer_id for r in fresh if r.cost_micros > 0}
     if not charged:
         return fresh
-    limits = {c: lim for c, lim in (await credit_limits(conn, charged)).items() if lim is not None}
+    limits = {c: lim for c, lim in credit_limits(conn, charged).items() if lim is not None}
     if not limits:
         return fresh
-    available = {c: balance + limits[c] for c, balance in (await balances_of(conn, limits)).items()}
+    available = {c: balance + limits[c] for c, balance in balances_of(conn, limits).items()}
     position = {id(r): n for n, r in enumerate(batch)}
     kept = []
     for r in fresh:

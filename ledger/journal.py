@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, func, insert, select
 
 from contracts import Hit, InvalidInput
 from ledger import chain
@@ -44,17 +43,15 @@ class Booked:
     entry: NewEntry = field(repr=False)
 
 
-async def _head_and_last_close(conn: AsyncConnection) -> tuple[int, str, str | None]:
+def _head_and_last_close(conn: Connection) -> tuple[int, str, str | None]:
     """(seq, hash) of the newest entry, or (0, GENESIS_HASH) for an empty journal, and the last
     closed period (None if none): one round trip, since every append needs all three."""
     newest = select(journal.c.seq, journal.c.hash).order_by(journal.c.seq.desc()).limit(1)
-    row = (
-        await conn.execute(
-            select(
-                newest.with_only_columns(journal.c.seq).scalar_subquery(),
-                newest.with_only_columns(journal.c.hash).scalar_subquery(),
-                select(func.max(periods.c.period)).scalar_subquery(),
-            )
+    row = conn.execute(
+        select(
+            newest.with_only_columns(journal.c.seq).scalar_subquery(),
+            newest.with_only_columns(journal.c.hash).scalar_subquery(),
+            select(func.max(periods.c.period)).scalar_subquery(),
         )
     ).one()
     seq, digest, last_closed = row
@@ -67,14 +64,16 @@ def hit_fields(hit: Hit) -> dict[str, Any]:
     return {name: getattr(hit, name) for name in chain.HIT_HASHED_FIELDS}
 
 
-async def append(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[Booked]:
-    """Book `entries` in order after the chain head. The caller holds the ledger lock."""
+def append(conn: Connection, entries: Sequence[NewEntry]) -> list[Booked]:
+    """Book `entries` in order after the chain head. The caller holds the ledger lock.
+
+    A sync unit of work (`ledger.db`): async callers run it with `conn.run_sync(append, ...)`."""
     if not entries:
         return []
     for entry in entries:
         _check_balanced(entry)
-    await _ensure_accounts(conn, entries)
-    seq, prev, last_closed = await _head_and_last_close(conn)
+    _ensure_accounts(conn, entries)
+    seq, prev, last_closed = _head_and_last_close(conn)
     booked: list[Booked] = []
     journal_rows: list[dict[str, Any]] = []
     posting_rows: list[dict[str, Any]] = []
@@ -122,10 +121,10 @@ async def append(conn: AsyncConnection, entries: Sequence[NewEntry]) -> list[Boo
             hit_rows.append({**fields, "seq": seq})
         booked.append(Booked(seq=seq, period=period, hash=digest, entry=entry))
         prev = digest
-    await conn.execute(insert(journal), journal_rows)
-    await conn.execute(insert(postings), posting_rows)
+    conn.execute(insert(journal), journal_rows)
+    conn.execute(insert(postings), posting_rows)
     if hit_rows:
-        await conn.execute(insert(hits), hit_rows)
+        conn.execute(insert(hits), hit_rows)
     return booked
 
 
@@ -143,7 +142,7 @@ def _check_balanced(entry: NewEntry) -> None:
         )
 
 
-async def _ensure_accounts(conn: AsyncConnection, entries: Sequence[NewEntry]) -> None:
+def _ensure_accounts(conn: Connection, entries: Sequence[NewEntry]) -> None:
     """Create accounts on first use; refuse a posting in another currency than its account's.
 
     One account, one currency: that is what makes "mixing currencies in one transaction" an error
@@ -157,7 +156,7 @@ async def _ensure_accounts(conn: AsyncConnection, entries: Sequence[NewEntry]) -
                 raise InvalidInput(
                     f"account {account} would hold both {known[0]} and {entry.currency}"
                 )
-    rows = await conn.execute(
+    rows = conn.execute(
         select(accounts.c.id, accounts.c.currency).where(accounts.c.id.in_(list(wanted)))
     )
     existing = {r.id: r.currency for r in rows}
@@ -173,4 +172,4 @@ async def _ensure_accounts(conn: AsyncConnection, entries: Sequence[NewEntry]) -
         if a not in existing
     ]
     if new:
-        await conn.execute(insert(accounts), new)
+        conn.execute(insert(accounts), new)

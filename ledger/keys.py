@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import AuthError, ConflictError, InvalidInput, NotFound
 from contracts.money import check_currency
-from ledger.db import write_transaction
+from ledger.db import read, write_transaction
 from ledger.schema import api_keys, customers, owners, utcnow
 from ledger.schema import datasets as dataset_rows
 
@@ -183,8 +183,8 @@ class KeyStore:
         """The Principal of a live key; AuthError for malformed, unknown or revoked keys."""
         if not _well_formed(api_key):
             raise AuthError("invalid API key")
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(_LIVE_KEY, {"key_hash": hash_key(api_key)})).first()
+        params = {"key_hash": hash_key(api_key)}
+        row = await read(self._engine, lambda conn: conn.execute(_LIVE_KEY, params).first())
         if row is None:
             raise AuthError("invalid API key")
         return Principal(

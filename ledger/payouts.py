@@ -235,8 +235,8 @@ class Payouts:
                     "created_at": now,
                 },
             )
-            await append(
-                conn,
+            await conn.run_sync(
+                append,
                 [
                     NewEntry(
                         kind=chain.KIND_PAYOUT,

@@ -92,8 +92,8 @@ async def reverse_query(
             )
             for p in found:
                 originals.setdefault(p.seq, []).append((p.account_id, p.amount_micros))
-        booked = await append(
-            conn,
+        booked = await conn.run_sync(
+            append,
             [
                 NewEntry(
                     kind=chain.KIND_REVERSAL,

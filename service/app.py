@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -87,6 +88,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return
         async with open_runtime(settings or load_settings()) as opened:
             app.state.runtime = opened
+            # The models, tokenizers, language detector and indexes are a few million long-lived
+            # objects that the cyclic GC would otherwise walk on every full collection: ~10% of
+            # the event loop's CPU under load, measured with perf. Nothing loaded so far is
+            # garbage, so move it out of the collector's sight.
+            gc.freeze()
             yield
 
     return Litestar(

@@ -160,13 +160,13 @@ async def test_mixing_currencies_is_refused(
     )
     with pytest.raises(InvalidInput, match="mixing currencies"):
         async with ledger_transaction(engine) as conn:
-            await append(conn, [entry])
+            await conn.run_sync(append, [entry])
     unbalanced = NewEntry(
         kind=chain.KIND_HIT, currency="USD", created_at=T0, postings=[("customer:x", 5)]
     )
     with pytest.raises(InvalidInput, match="does not balance"):
         async with ledger_transaction(engine) as conn:
-            await append(conn, [unbalanced])
+            await conn.run_sync(append, [unbalanced])
     assert (await verify(engine)).ok
 
 
