@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from contracts import Licence, Owner
 from ingest.run import IngestReport, ingest_source
 from ranking.embedder import EMBED_BATCH, Embedder
-from service.runtime import Runtime, open_runtime
+from service.runtime import Runtime, freeze_loaded_heap, open_runtime
 from service.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +141,7 @@ async def ingest_once(source: Path) -> tuple[Timed, IngestReport, list[list[str]
     settings = load_settings({"FAIRSHARE_DATA_DIR": str(WORK)})
     async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
         await add_priced_dataset(runtime, DATASET, "SciFact (BEIR)", snippet_cap_chars=1000)
+        freeze_loaded_heap()  # as `fairshare ingest` does
         recorder = RecordingEmbedder(runtime.embedder)
         with Timed() as timed:
             report = await ingest_source(

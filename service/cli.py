@@ -19,7 +19,7 @@ from ledger.rsl import ImportTerms, licence_from_rsl, licence_to_rsl
 from service import cli_ledger, cli_residency
 from service.demo import DEMO_DIR, demo_keys, load_demo_catalog, read_catalog, read_licence
 from service.revocation import revoke_everywhere
-from service.runtime import Runtime, open_runtime, prepare_ledger
+from service.runtime import Runtime, freeze_loaded_heap, open_runtime, prepare_ledger
 from service.searching import run_search
 from service.settings import Settings, load_settings
 
@@ -32,6 +32,7 @@ def _print_json(value: Any) -> None:
 
 async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     async with open_runtime(settings, with_qdrant=True, with_reranker=False) as runtime:
+        freeze_loaded_heap()
         report = await runtime.ingest(
             Path(args.path),
             args.dataset,
