@@ -17,9 +17,9 @@ AUTO = "auto"
 # One worker per 4 cores. On the 2-core machine (bench/serve.py, README) 2 workers x 1 model
 # thread served 148 searches/s at 16 clients without rerank against 1 x 2's 134-150, and a lone
 # rerank took twice as long (1,202 vs 643 ms p50: each call had half the threads); 2 x 2 kept
-# the lone rerank fast but 16 reranking clients got 1.04 searches/s against 1.28. Where one process cannot use every core, a
-# worker per 4 cores keeps each model call 4 threads wide; that ratio is a judgement, not yet
-# measured on a larger machine.
+# the lone rerank fast but 16 reranking clients got 1.04 searches/s against 1.28. Where one
+# process cannot use every core, a worker per 4 cores keeps each model call 4 threads wide; that
+# ratio is a judgement, not yet measured on a larger machine.
 WORKERS_PER_CORE = 0.25
 
 
