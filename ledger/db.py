@@ -17,6 +17,7 @@ one SELECT, and a search's key lookup, catalog state and passages cost 1.9 ms of
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -175,6 +176,20 @@ async def ledger_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnecti
 
 _twins: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 _sqlite_pool: ThreadPoolExecutor | None = None
+_inherited: list[object] = []
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has none of the parent's pool threads (an inherited executor would queue
+    # work forever), and must not use or close the parent's SQLite connections: closing one
+    # would drop the parent's POSIX locks on the file. Start afresh; keep the old ones alive.
+    global _sqlite_pool
+    _inherited.extend([_sqlite_pool, dict(_twins)])
+    _sqlite_pool = None
+    _twins.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def sync_twin(engine: AsyncEngine) -> Engine | None:

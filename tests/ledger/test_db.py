@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
@@ -13,7 +15,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ledger.db import alembic_config, make_engine, migrate, sqlite_url
+from ledger.db import (
+    alembic_config,
+    in_ledger_transaction,
+    make_engine,
+    migrate,
+    read,
+    sqlite_url,
+)
 from ledger.schema import metadata, owners
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,3 +200,61 @@ async def test_upgrade_from_0001_books_existing_hits_into_the_journal(
         "owner:o": -2_100,
         "platform:revenue:USD": -900,
     }
+
+
+async def test_units_of_work_read_and_write_the_engines_database(engine: AsyncEngine) -> None:
+    """`read` and `in_ledger_transaction` (SQLite: a pysqlite twin in a thread; PostgreSQL:
+    `run_sync`) see what the async engine committed, and it sees what they commit; a unit
+    that raises commits nothing."""
+    row = {"id": "o1", "name": "O", "email": "", "currency": "USD", "created_at": datetime.now(UTC)}
+    async with engine.begin() as conn:
+        await conn.execute(insert(owners), row)
+    assert await read(engine, lambda c: c.execute(select(owners.c.id)).scalars().all()) == ["o1"]
+
+    def add(conn: Connection, owner_id: str, fail: bool) -> None:
+        conn.execute(insert(owners), {**row, "id": owner_id})
+        if fail:
+            raise RuntimeError("abandoned")
+
+    await in_ledger_transaction(engine, lambda c: add(c, "o2", False))
+    with pytest.raises(RuntimeError, match="abandoned"):
+        await in_ledger_transaction(engine, lambda c: add(c, "o3", True))
+    async with engine.connect() as conn:
+        ids = (await conn.execute(select(owners.c.id).order_by(owners.c.id))).scalars().all()
+    assert ids == ["o1", "o2"]
+
+
+async def test_sqlite_units_of_work_keep_the_pragmas(tmp_path: Path) -> None:
+    eng = make_engine(sqlite_url(tmp_path / "f.db"))
+    try:
+        pragmas = await read(
+            eng,
+            lambda c: [
+                c.execute(text(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            ],
+        )
+    finally:
+        await eng.dispose()
+    assert pragmas == ["wal", 1, 5000]
+
+
+async def test_a_forked_child_reads_without_the_parents_threads(tmp_path: Path) -> None:
+    # The parent's pool threads do not survive fork(); an inherited executor would take the
+    # child's work and never run it. The child must get its own, and answer.
+    eng = make_engine(sqlite_url(tmp_path / "f.db"))
+    try:
+        await migrate(eng)
+        assert await read(eng, lambda c: c.execute(text("SELECT 1")).scalar()) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the read answers within 10 s
+            signal.alarm(10)
+            try:
+                one = asyncio.run(read(eng, lambda c: c.execute(text("SELECT 1")).scalar()))
+                os._exit(0 if one == 1 else 1)
+            except BaseException:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        await eng.dispose()
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -147,8 +147,10 @@ async def test_eight_concurrent_searches_share_forward_passes(
     responses = await asyncio.gather(*searches)
 
     assert all(r.status_code == 200 for r in responses)
-    # Two forward passes for eight queries: the held one and one for everything queued behind it.
-    assert sum(gated.calls) == 8 and len(gated.calls) == pipeline.embed_batcher.batches == 2
+    # At most two forward passes for eight queries: the held one (which, when the searches
+    # reach the model within one batch wait of each other, is all eight) and one for everything
+    # that queued behind it.
+    assert sum(gated.calls) == 8 and len(gated.calls) == pipeline.embed_batcher.batches <= 2
     for response, want in zip(responses, alone, strict=True):
         got = response.json()["results"]
         assert [r["chunk_id"] for r in got] == [r["chunk_id"] for r in want["results"]]
