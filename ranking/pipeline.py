@@ -395,12 +395,13 @@ class PendingSearch:
         retrieve_started = time.perf_counter()
         query, mode = self._query, self._mode
 
-        def retrieve() -> tuple[list[tuple[str, float]], str]:
+        def retrieve() -> tuple[list[Ranked], str]:
             language = detect_query_language(query)
-            return pipeline._retrieve(query, vector, generations, mode, wanted, language), language
+            fused = pipeline._retrieve(query, vector, generations, mode, wanted, language)
+            # Built here, not on the event loop: ~200 frozen dataclasses are ~0.2 ms of Python.
+            return [Ranked(chunk_id, score) for chunk_id, score in fused], language
 
-        fused, query_language = await pipeline._off_loop(retrieve)
-        items = [Ranked(chunk_id, score) for chunk_id, score in fused]
+        items, query_language = await pipeline._off_loop(retrieve)
         rerank_started = time.perf_counter()
         reranked = False
         if rerank and pipeline.reranker is not None and items:

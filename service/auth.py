@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler
 
 from contracts import AuthError, ForbiddenError
 from ledger.keys import Principal
@@ -23,16 +22,6 @@ async def authenticate(
     principal = await _check_key(connection, runtime)
     connection.state[_PRINCIPAL] = principal
     return principal
-
-
-async def authenticate_first(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """Guard: a route that takes a key checks it before its parameters and body are read (guards
-    run first; dependencies only after the body is decoded), so a missing or bad key is a 401
-    whatever else the request got wrong, and an anonymous caller learns nothing of the schema."""
-    if _PRINCIPAL in handler.parsed_fn_signature.parameters:
-        await authenticate(connection, connection.app.state.runtime)
 
 
 async def _check_key(connection: ASGIConnection[Any, Any, Any, Any], runtime: Runtime) -> Principal:
