@@ -197,7 +197,8 @@ def sync_twin(engine: AsyncEngine) -> Engine | None:
     with it; None for PostgreSQL and for in-memory SQLite, which another engine cannot share."""
     url = engine.url
     database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:") or "memory" in database:
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if url.get_backend_name() != "sqlite" or in_memory or url.query.get("mode") == "memory":
         return None
     twin = _twins.get(engine.sync_engine)
     if twin is None:
