@@ -295,7 +295,7 @@ def _chunk_and_embed(
 ) -> tuple[list[tuple[Document, str, list[Chunk]]], NDArray[np.float32]]:
     """Chunk and embed the documents while another thread detects their languages.
 
-    Language detection (lingua, ~6 ms of CPU a document) is the one costly step besides the
+    Language detection (lingua, ~3 ms of CPU a document) is the one costly step besides the
     embedding, and needs nothing from it, so it runs alongside; ONNX Runtime releases the GIL.
     Chunking stays on this thread, between embedder calls, because it uses the embedder's own
     tokenizer: a Hugging Face fast tokenizer is not safe to call from two threads at once (each

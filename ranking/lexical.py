@@ -209,9 +209,9 @@ class BM25Index:
                 if languages is not None and language not in languages:
                     continue
                 # Query words the corpus never saw carry no BM25 weight; drop them up front.
-                token_ids = part.tokenizer.tokenize(
-                    [query], update_vocab=False, show_progress=False, return_as="ids"
-                )[0]
+                # The streaming form, because `tokenize` builds a (disabled) tqdm bar per call:
+                # ~0.1 ms of the GIL per search.
+                token_ids = next(part.tokenizer.streaming_tokenize([query], update_vocab=False))
                 if not token_ids:
                     continue
                 scores = part.retriever.get_scores_from_ids(token_ids)

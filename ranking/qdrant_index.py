@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,16 @@ class QdrantIndex:
 
     name = "qdrant"
 
-    def __init__(self, client: QdrantClient, dim: int, collection: str = COLLECTION) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        dim: int,
+        collection: str = COLLECTION,
+        *,
+        local_path: Path | None = None,
+    ) -> None:
+        """`local_path`: where `open_qdrant` put a local-mode client's storage (None for a
+        server), so the collection's file can be switched to WAL (`journal_in_wal`)."""
         self.client = client
         self.dim = dim
         self.collection = collection
@@ -50,6 +61,8 @@ class QdrantIndex:
                 client.create_payload_index(
                     collection, "dataset_id", models.PayloadSchemaType.KEYWORD
                 )
+        if local_path is not None:
+            journal_in_wal(local_storage_file(local_path, collection))
 
     def prepare(
         self,
@@ -128,6 +141,26 @@ class QdrantIndex:
 
     def close(self) -> None:
         self.client.close()
+
+
+def local_storage_file(path: Path, collection: str) -> Path:
+    """The SQLite file in which qdrant-client's local mode under `path` keeps `collection`."""
+    return path / "collection" / collection / "storage.sqlite"
+
+
+def journal_in_wal(storage: Path) -> None:
+    """Switch a local-mode collection's SQLite file to write-ahead logging; the mode is stored
+    in the file, so the client's open connection and every later one use it.
+
+    Local mode commits once per point. With SQLite's default rollback journal each commit
+    creates, syncs and deletes a journal file: ingest's upsert of 2,300 SciFact chunks took
+    1.7 s, against 0.55 s in WAL (README, Performance). `synchronous` stays FULL, so each point
+    is as durable as before, on disk before the catalog commit that makes it visible.
+    """
+    if not storage.is_file():
+        return  # another qdrant-client layout: slower, not wrong (tests/ranking/test_vectors.py)
+    with closing(sqlite3.connect(storage)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 def _datasets_filter(dataset_ids: Sequence[str]) -> models.Filter:

@@ -215,7 +215,12 @@ def _open_qdrant_index(settings: Settings, dim: int) -> QdrantIndex:
             "process (a running `fairshare serve` with FAIRSHARE_VECTOR_BACKEND=qdrant?). "
             "Stop it, or run a Qdrant server and set FAIRSHARE_QDRANT_URL."
         ) from exc
-    return QdrantIndex(client, dim, settings.qdrant_collection)
+    return QdrantIndex(
+        client,
+        dim,
+        settings.qdrant_collection,
+        local_path=None if settings.qdrant_url else local,
+    )
 
 
 def freeze_loaded_heap() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from ranking.embedder import SentenceEmbedder
 from ranking.faiss_index import FaissIndex
-from ranking.qdrant_index import QdrantIndex, open_qdrant
+from ranking.qdrant_index import QdrantIndex, local_storage_file, open_qdrant
 from ranking.vectors import VectorIndex
 
 TEXTS = {
@@ -32,9 +33,14 @@ def index(
     if request.param == "faiss":
         built: VectorIndex = FaissIndex(tmp_path / "faiss", embedder.dim)
     else:
-        built = QdrantIndex(open_qdrant(url=None, path=tmp_path / "qdrant"), embedder.dim)
+        built = _local_qdrant(tmp_path / "qdrant", embedder.dim)
     yield built
     built.close()
+
+
+def _local_qdrant(path: Path, dim: int) -> QdrantIndex:
+    """Local mode as `fairshare serve` opens it."""
+    return QdrantIndex(open_qdrant(url=None, path=path), dim, local_path=path)
 
 
 def _add(
@@ -118,6 +124,32 @@ def test_dropping_a_dataset_removes_and_counts_every_vector_of_it(
     assert _search(index, embedder, "pneumonia", {"med": 2, "mkt": 1}, k=10) == ["copper"]
     assert index.drop("med").items == 0
     assert index.chunk_ids("mkt", 1) == {IDS["copper"]}
+
+
+def test_qdrant_local_storage_is_write_ahead_logged_and_keeps_every_point(
+    tmp_path: Path, embedder: SentenceEmbedder
+) -> None:
+    path = tmp_path / "qdrant"
+    index = _local_qdrant(path, embedder.dim)
+    _add(index, embedder, "med", ["pneumonia", "sepsis"], 1)
+    _add(index, embedder, "mkt", ["copper"], 1)
+    index.close()
+    # The switch goes by qdrant-client's file layout; an upgrade that moves the file must not
+    # quietly bring back a rollback journal (three times slower ingest).
+    storage = local_storage_file(path, "chunks")
+    connection = sqlite3.connect(storage)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        connection.close()
+    reopened = _local_qdrant(path, embedder.dim)
+    try:
+        assert reopened.chunk_ids("med", 1) == {IDS["pneumonia"], IDS["sepsis"]}
+        assert _search(reopened, embedder, "metal supply disruption", {"med": 1, "mkt": 1})[0] == (
+            "copper"
+        )
+    finally:
+        reopened.close()
 
 
 def test_faiss_and_qdrant_agree(tmp_path: Path, embedder: SentenceEmbedder) -> None:
