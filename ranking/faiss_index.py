@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from ranking.faiss_build import (
     configure_for_search,
     one_thread_per_query,
 )
+from ranking.loaded import LoadedGenerations
 from ranking.removal import Removed, remove_tree
 from ranking.vectors import merge_top_k
 
@@ -65,8 +65,7 @@ class FaissIndex:
         self.root = root
         self.dim = dim
         self.exact_threshold = exact_threshold
-        self._loaded: dict[str, _Loaded] = {}
-        self._lock = threading.Lock()
+        self._loaded = LoadedGenerations(self._load)
 
     def _dir(self, dataset_id: str, generation: int) -> Path:
         return self.root / dataset_id / str(generation)
@@ -143,34 +142,19 @@ class FaissIndex:
     def forget(self, dataset_id: str) -> bool:
         """Unload the dataset, if loaded (its mapped files are released once no search in
         flight still holds them). For a server whose catalog stopped serving it."""
-        with self._lock:
-            return self._loaded.pop(dataset_id, None) is not None
+        return self._loaded.forget(dataset_id)
 
     def retain(self, dataset_ids: Collection[str]) -> list[str]:
-        """Unload every dataset but these (the ones a server still serves); returns the
-        datasets unloaded."""
-        with self._lock:
-            gone = [d for d in self._loaded if d not in dataset_ids]
-            for dataset_id in gone:
-                del self._loaded[dataset_id]
-        return gone
+        """Unload every dataset but these; returns the datasets unloaded."""
+        return self._loaded.retain(dataset_ids)
 
-    def _get(self, dataset_id: str, generation: int) -> _Loaded | None:
-        loaded = self._loaded.get(dataset_id)
-        if loaded is not None and loaded.generation == generation:
-            return loaded
-        with self._lock:
-            loaded = self._loaded.get(dataset_id)
-            if loaded is not None and loaded.generation == generation:
-                return loaded
-            directory = self._dir(dataset_id, generation)
-            if not directory.exists():
-                return None
-            index = configure_for_search(read_mapped(directory / "index.faiss"))
-            ids = json.loads((directory / "ids.json").read_text())
-            loaded = _Loaded(generation, index, ids)
-            self._loaded[dataset_id] = loaded
-            return loaded
+    def _load(self, dataset_id: str, generation: int) -> _Loaded | None:
+        directory = self._dir(dataset_id, generation)
+        if not directory.exists():
+            return None
+        index = configure_for_search(read_mapped(directory / "index.faiss"))
+        ids = json.loads((directory / "ids.json").read_text())
+        return _Loaded(generation, index, ids)
 
     def search(
         self, query: NDArray[np.float32], k: int, generations: Mapping[str, int]
@@ -178,7 +162,7 @@ class FaissIndex:
         matrix = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
         parts: list[list[tuple[str, float]]] = []
         for dataset_id, generation in sorted(generations.items()):
-            loaded = self._get(dataset_id, generation)
+            loaded = self._loaded.get(dataset_id, generation)
             if loaded is None or loaded.index.ntotal == 0:
                 continue
             with one_thread_per_query():
@@ -196,5 +180,4 @@ class FaissIndex:
         return set(self._read_ids(dataset_id, generation))
 
     def close(self) -> None:
-        with self._lock:
-            self._loaded.clear()
+        self._loaded.clear()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from bm25s.tokenization import Tokenizer
 from numpy.typing import NDArray
 
 from ranking.analysis import analyser_for
+from ranking.loaded import LoadedGenerations
 from ranking.removal import Removed, remove_tree
 from ranking.segmentation import BIGRAMS
 from ranking.vectors import merge_top_k
@@ -107,8 +107,7 @@ class BM25Index:
         self.title_weight = title_weight
         self.k1 = k1
         self.b = b
-        self._loaded: dict[str, _Loaded] = {}
-        self._lock = threading.Lock()
+        self._loaded = LoadedGenerations(self._load)
 
     def _dir(self, dataset_id: str, generation: int) -> Path:
         return self.root / dataset_id / str(generation)
@@ -158,39 +157,24 @@ class BM25Index:
 
     def forget(self, dataset_id: str) -> bool:
         """Unload the dataset, if loaded: its vocabulary and term matrices are its words."""
-        with self._lock:
-            return self._loaded.pop(dataset_id, None) is not None
+        return self._loaded.forget(dataset_id)
 
     def retain(self, dataset_ids: Collection[str]) -> list[str]:
-        """Unload every dataset but these (the ones a server still serves); returns the
-        datasets unloaded."""
-        with self._lock:
-            gone = [d for d in self._loaded if d not in dataset_ids]
-            for dataset_id in gone:
-                del self._loaded[dataset_id]
-        return gone
+        """Unload every dataset but these; returns the datasets unloaded."""
+        return self._loaded.retain(dataset_ids)
 
-    def _get(self, dataset_id: str, generation: int) -> _Loaded | None:
-        loaded = self._loaded.get(dataset_id)
-        if loaded is not None and loaded.generation == generation:
-            return loaded
-        with self._lock:
-            loaded = self._loaded.get(dataset_id)
-            if loaded is not None and loaded.generation == generation:
-                return loaded
-            directory = self._dir(dataset_id, generation)
-            if not directory.is_dir():
-                return None
-            parts: dict[str, _SubIndex] = {}
-            for part in sorted(p for p in directory.iterdir() if p.is_dir()):
-                tokenizer = analyser_for(part.name, _segmenter_of(part)).tokenizer()
-                tokenizer.load_vocab(str(part))
-                retriever = bm25s.BM25.load(str(part), show_progress=False)
-                ids = json.loads((part / "ids.json").read_text())
-                parts[part.name] = _SubIndex(retriever, tokenizer, ids)
-            loaded = _Loaded(generation, parts)
-            self._loaded[dataset_id] = loaded
-            return loaded
+    def _load(self, dataset_id: str, generation: int) -> _Loaded | None:
+        directory = self._dir(dataset_id, generation)
+        if not directory.is_dir():
+            return None
+        parts: dict[str, _SubIndex] = {}
+        for part in sorted(p for p in directory.iterdir() if p.is_dir()):
+            tokenizer = analyser_for(part.name, _segmenter_of(part)).tokenizer()
+            tokenizer.load_vocab(str(part))
+            retriever = bm25s.BM25.load(str(part), show_progress=False)
+            ids = json.loads((part / "ids.json").read_text())
+            parts[part.name] = _SubIndex(retriever, tokenizer, ids)
+        return _Loaded(generation, parts)
 
     def search(
         self,
@@ -202,7 +186,7 @@ class BM25Index:
         """The `k` best chunks for `query`; with `languages`, only chunks in those languages."""
         results: list[list[tuple[str, float]]] = []
         for dataset_id, generation in sorted(generations.items()):
-            loaded = self._get(dataset_id, generation)
+            loaded = self._loaded.get(dataset_id, generation)
             if loaded is None:
                 continue
             for language, part in loaded.parts.items():
@@ -225,7 +209,7 @@ class BM25Index:
         maps = [
             loaded.languages
             for dataset_id, generation in generations.items()
-            if (loaded := self._get(dataset_id, generation)) is not None
+            if (loaded := self._loaded.get(dataset_id, generation)) is not None
         ]
         found: dict[str, str] = {}
         for chunk_id in chunk_ids:
@@ -239,13 +223,13 @@ class BM25Index:
         """Language -> how many chunks of these dataset generations are in it."""
         counts: Counter[str] = Counter()
         for dataset_id, generation in generations.items():
-            loaded = self._get(dataset_id, generation)
+            loaded = self._loaded.get(dataset_id, generation)
             if loaded is not None:
                 counts.update({lang: len(part.ids) for lang, part in loaded.parts.items()})
         return counts
 
     def chunk_ids(self, dataset_id: str, generation: int) -> set[str]:
-        loaded = self._get(dataset_id, generation)
+        loaded = self._loaded.get(dataset_id, generation)
         return set(loaded.languages) if loaded is not None else set()
 
 
