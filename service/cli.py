@@ -120,6 +120,9 @@ async def cmd_owners(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "revoke":
+        if not (args.yes or _revocation_confirmed(args.id)):
+            print(f"nothing revoked: {args.id} is unchanged", file=sys.stderr)
+            return 1
         return await _revoke_command(args.id, settings)
     async with open_runtime(settings, with_reranker=False) as runtime:
         if args.action == "add":
@@ -136,6 +139,25 @@ async def cmd_datasets(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _print_json(await runtime.catalog.list_datasets())
     return 0
+
+
+def _revocation_confirmed(dataset_id: str) -> bool:
+    """Revocation deletes a dataset's content in every region and cannot be undone, so on a
+    terminal the operator types the dataset id back; a script (stdin not a terminal) must say
+    --yes, rather than be answered by whatever its stdin holds."""
+    if not sys.stdin.isatty():
+        raise InvalidInput(
+            f"revoking {dataset_id!r} deletes its content in every region and cannot be undone: "
+            "pass --yes to confirm (stdin is not a terminal, so there is no one to ask)"
+        )
+    print(
+        f"This deletes every chunk of {dataset_id} in every region, for good.\n"
+        "Type the dataset id to revoke it: ",
+        end="",
+        file=sys.stderr,  # stdout is the receipt's
+        flush=True,
+    )
+    return sys.stdin.readline().strip() == dataset_id
 
 
 async def _revoke_command(dataset_id: str, settings: Settings) -> int:
@@ -338,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = datasets.add_parser(
         "revoke",
         help="delete a dataset's content from every region, index and cache; print the signed "
-        "receipt (irreversible)",
+        "receipt (irreversible; asks for the dataset id unless --yes)",
     )
     d.add_argument("id")
+    d.add_argument("--yes", action="store_true", help="revoke without asking")
     d = datasets.add_parser("licence", help="a dataset's licence as RSL 1.0 XML (export|import)")
     licence = d.add_subparsers(dest="licence_action", required=True)
     e = licence.add_parser("export", help="print or write the dataset's licence as RSL 1.0")

@@ -9,6 +9,7 @@ sqlite3. What the live server still holds in memory is observed through what it 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -220,6 +221,13 @@ def datasets_in(results: list[dict[str, Any]]) -> set[str]:
     return {r["citation"]["dataset_id"] for r in results}
 
 
+class Terminal(io.StringIO):
+    """Stdin as an operator's terminal, holding what they type."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     status = main(list(argv))
     captured = capsys.readouterr()
@@ -242,6 +250,16 @@ def test_cli_revoke_empties_every_region_while_a_live_server_keeps_serving(
     keep = scan(world, "eu", "keep")
     hits = hits_of(world, "eu", "gone")
 
+    # Irreversible, so never by accident: a script must say --yes, and at a terminal the
+    # operator must type the dataset id back.
+    status, out, err = run_cli(capsys, "datasets", "revoke", "gone")
+    assert (status, out) == (2, "") and "pass --yes" in err
+    monkeypatch.setattr("sys.stdin", Terminal("keep\n"))
+    status, out, err = run_cli(capsys, "datasets", "revoke", "gone")
+    assert (status, out) == (1, "") and "Type the dataset id" in err and "nothing revoked" in err
+    assert {region: scan(world, region, "gone") for region in ("eu", "ap")} == held
+
+    monkeypatch.setattr("sys.stdin", Terminal("gone\n"))
     status, out, err = run_cli(capsys, "datasets", "revoke", "gone")
     assert status == 0, err
     receipt = msgspec.json.decode(out, type=RevocationReceipt)
@@ -299,7 +317,7 @@ def test_cli_revoke_empties_every_region_while_a_live_server_keeps_serving(
     assert owned["gone"]["revoked_at"] is not None and owned["gone"]["chunk_count"] == 0
 
     # Revoking again hands back the same receipt; ingesting again is refused.
-    status, out, _ = run_cli(capsys, "datasets", "revoke", "gone")
+    status, out, _ = run_cli(capsys, "datasets", "revoke", "gone", "--yes")
     assert status == 0 and msgspec.json.decode(out, type=RevocationReceipt).jws == receipt.jws
     source = world.data_dir.parent / "gone.jsonl"
     status, _, err = run_cli(capsys, "ingest", "--dataset", "gone", str(source), "--no-progress")
