@@ -137,6 +137,13 @@ def read_text_folder(root: Path) -> Iterator[Item]:
         yield _checked(document, location)
 
 
+# msgspec's words for `"text": ""` (the contract's min_length), which reach a publisher as the
+# same error as a whitespace-only text: what they must fix is the same.
+_EMPTY_TEXT = "Expected `str` of length >= 1 - at `$.text`"
+
+
 def _reason(exc: Exception) -> str:
     text = str(exc)
+    if text == _EMPTY_TEXT:
+        return BLANK_TEXT
     return text if len(text) <= 300 else text[:297] + "..."

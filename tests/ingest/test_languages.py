@@ -140,12 +140,14 @@ async def test_blank_records_are_errors_with_their_line_and_undetectable_text_is
             {"id": "spaces", "text": " \n\t "},
             {"id": "invisible", "text": "\ufeff\u200b"},  # a byte-order mark, a zero-width space
             {"id": "stated", "text": "Ceci est un texte.", "language": "fr-CA"},
+            {"id": "empty", "text": ""},
         ],
     )
     report = await runtime.ingest(source, "odd", progress=False)
     assert [str(e) for e in report.errors] == [
         "odd.jsonl:2: text is empty or whitespace only",
         "odd.jsonl:3: text is empty or whitespace only",
+        "odd.jsonl:5: text is empty or whitespace only",
     ]
     languages = {c.document_id: c.language for c in await runtime.catalog.chunk_texts("odd")}
     assert languages == {"part": "und", "stated": "fr"}
