@@ -21,8 +21,10 @@ What it does, in one process and one run, on this machine:
 3. **Model-only reference.** The same embedder and cross-encoder, on the server's backends,
    called directly in a Python loop, no server: per query, embed it and, with rerank, score its
    30 (query, title + chunk) pairs, the very candidates the server reranks for it (fetched from
-   the server first); throughput with ideal batching (N queries embedded in one call and their
-   N x 30 pairs scored in batches of RERANK_BATCH). Each server figure is reported as a ratio to it.
+   the server first), for the queries each mode's first run sent (so a one-client p50 overhead
+   compares the same queries); throughput with ideal batching (N queries embedded in one call
+   and their N x 30 pairs scored in batches of RERANK_BATCH). Each server figure is reported as a
+   ratio to it.
 
 The cross-encoder is MiniLM-L6 with a fresh, seeded scoring head (as tests/conftest.py builds
 it): no pretrained one is available here. It has the production architecture, so it measures
@@ -302,31 +304,35 @@ def model_only(
     embedder: Embedder,
     scorer: PairScorer,
     queries: Sequence[str],
+    rerank_queries: Sequence[str],
     passages: Sequence[Sequence[str]],
     batches: Sequence[int],
-    rerank_queries: int,
 ) -> dict[str, Any]:
-    """Per-query model time (one at a time) and queries/s with ideal batching, per mode."""
+    """Per-query model time (one at a time) and queries/s with ideal batching, per mode: over
+    `queries` without rerank, over `rerank_queries` and their `passages` with it. Each mode's
+    queries are the first its one-client run sent, so its p50 overhead compares the same
+    queries (a query's 30 passages set its rerank time, and those vary by a lot)."""
     embedder.embed_queries(queries[:4])  # warm-up
-    scorer.score_pairs([(queries[0], p) for p in passages[0][:4]])
+    scorer.score_pairs([(rerank_queries[0], p) for p in passages[0][:4]])
     embed_ms, rerank_ms = [], []
-    for i, query in enumerate(queries):
+    for query in queries:
         started = time.perf_counter()
         embedder.embed_queries([query])
         embed_ms.append((time.perf_counter() - started) * 1000)
-        if i < rerank_queries:
-            started = time.perf_counter()
-            scorer.score_pairs([(query, p) for p in passages[i]])
-            rerank_ms.append((time.perf_counter() - started) * 1000 + embed_ms[-1])
-
-    def throughput(n: int, batch: int, rerank: bool) -> float:
+    for query, texts in zip(rerank_queries, passages, strict=True):
         started = time.perf_counter()
-        for lo in range(0, n, batch):
-            group = list(range(lo, min(n, lo + batch)))
-            embedder.embed_queries([queries[i] for i in group])
+        embedder.embed_queries([query])
+        scorer.score_pairs([(query, p) for p in texts])
+        rerank_ms.append((time.perf_counter() - started) * 1000)
+
+    def throughput(group_queries: Sequence[str], rerank: bool, batch: int) -> float:
+        started = time.perf_counter()
+        for lo in range(0, len(group_queries), batch):
+            group = range(lo, min(len(group_queries), lo + batch))
+            embedder.embed_queries([group_queries[i] for i in group])
             if rerank:
-                scorer.score_pairs([(queries[i], p) for i in group for p in passages[i]])
-        return n / (time.perf_counter() - started)
+                scorer.score_pairs([(group_queries[i], p) for i in group for p in passages[i]])
+        return len(group_queries) / (time.perf_counter() - started)
 
     def latency(values: list[float]) -> dict[str, float]:
         return {f"p{q}_ms": round(percentile(values, q), 2) for q in (50, 95, 99)}
@@ -335,14 +341,13 @@ def model_only(
         "no_rerank": {
             **latency(embed_ms),
             "queries": len(queries),
-            "qps": {str(b): round(throughput(len(queries), b, False), 2) for b in batches},
+            "qps": {str(b): round(throughput(queries, False, b), 2) for b in batches},
         },
         "rerank": {
             **latency(rerank_ms),
-            "queries": rerank_queries,
-            # Only the first `rerank_queries` have candidates; the rest are padding.
-            "pairs_per_query": round(statistics.mean(len(p) for p in passages[:rerank_queries]), 1),
-            "qps": {str(b): round(throughput(rerank_queries, b, True), 2) for b in batches},
+            "queries": len(rerank_queries),
+            "pairs_per_query": round(statistics.mean(len(p) for p in passages), 1),
+            "qps": {str(b): round(throughput(rerank_queries, True, b), 2) for b in batches},
         },
     }
 
@@ -410,7 +415,7 @@ def main() -> None:
     parser.add_argument("--limit-docs", type=int, default=None, help="ingest only N documents")
     parser.add_argument("--ref-queries", type=int, default=160, help="model-only queries")
     parser.add_argument(
-        "--ref-rerank-queries", type=int, default=32, help="model-only queries with rerank"
+        "--ref-rerank-queries", type=int, default=64, help="model-only queries with rerank"
     )
     parser.add_argument(
         "--workers", default="auto", help="FAIRSHARE_WORKERS for the server (default: auto)"
@@ -456,8 +461,11 @@ def main() -> None:
             print(f"wrk: {mode}, {clients} clients", file=sys.stderr)
             seconds = args.rerank_duration if rerank else args.duration
             results[mode].append(run_wrk(server, key, queries, rerank, clients, seconds))
-        ref_queries = slices[0][: args.ref_queries]
-        passages = candidates(server, key, ref_queries[: args.ref_rerank_queries])
+        # Each mode's reference runs the queries its first run (one client, by default) sent.
+        sent = [results["no_rerank"][0]["requests"], results["rerank"][0]["requests"]]
+        ref_queries = slices[0][: min(args.ref_queries, sent[0])]
+        rerank_queries = slices[len(levels)][: min(args.ref_rerank_queries, sent[1])]
+        passages = candidates(server, key, rerank_queries)
     finally:
         server.stop()
 
@@ -473,14 +481,7 @@ def main() -> None:
     scorer, _ = build_scorer(
         str(reranker), settings.reranker_backend, cache_dir=data_dir / "reranker-onnx"
     )
-    ref = model_only(
-        embedder,
-        scorer,
-        ref_queries,
-        passages + [[]] * (len(ref_queries) - len(passages)),
-        levels,
-        len(passages),
-    )
+    ref = model_only(embedder, scorer, ref_queries, rerank_queries, passages, levels)
 
     targets = []
     for mode, runs_ in results.items():
