@@ -115,6 +115,20 @@ def make_query(rng: random.Random, hits_per_query: int, response: bytes) -> Quer
     )
 
 
+async def book(ledger: HitLedger, r: QueryRecord) -> None:
+    """Record `r` as the search route does."""
+    await ledger.record(
+        query_id=r.query_id,
+        customer_id=r.customer_id,
+        idempotency_key=r.idempotency_key,
+        request_hash=r.request_hash,
+        response=r.response,
+        cost_micros=r.cost_micros,
+        currency=r.currency,
+        hits=r.hits,
+    )
+
+
 async def measure(
     backend: str,
     engine: AsyncEngine,
@@ -136,16 +150,7 @@ async def measure(
     async def worker() -> None:
         for r in pending:  # a shared iterator: each task takes the next query
             started = time.perf_counter()
-            await ledger.record(
-                query_id=r.query_id,
-                customer_id=r.customer_id,
-                idempotency_key=r.idempotency_key,
-                request_hash=r.request_hash,
-                response=r.response,
-                cost_micros=r.cost_micros,
-                currency=r.currency,
-                hits=r.hits,
-            )
+            await book(ledger, r)
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()

@@ -65,6 +65,7 @@ from service.settings import load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is scripts, not a package
 import ingest_speed
+import search_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "serve.json"
@@ -76,6 +77,7 @@ TOP_K = 10
 # From issue 6.
 TARGET_OVERHEAD_MS = {"no_rerank": 10.0, "rerank": 15.0}
 PAIRED = 40  # queries in the paired one-client rerank run
+FLOOR_QUERIES = 320  # queries for bench/search_floor.py's stages
 TARGET_QPS_RATIO = 0.85
 STARTUP_SECONDS = 180
 
@@ -162,6 +164,16 @@ async def build_index(data_dir: Path, corpus: Path, limit: int | None) -> dict[s
     meta.write_text(json.dumps({"api_key": key, "ingest": ingest}, indent=2))
     meta.chmod(0o600)
     return ingest
+
+
+def bench_index(data: Path, limit: int | None, *, rebuild: bool) -> tuple[Path, bool]:
+    """The ingested bench index of `data`'s corpus (its first `limit` documents) under
+    var/bench/, built when missing or when `rebuild` asks; and whether it was built now."""
+    data_dir = CACHE / ("scifact" if limit is None else f"scifact-{limit}")
+    build = rebuild or not (data_dir / "bench-meta.json").exists()
+    if build:
+        asyncio.run(build_index(data_dir, data / "corpus.jsonl", limit))
+    return data_dir, build
 
 
 def build_reranker(directory: Path) -> Path:
@@ -429,6 +441,15 @@ def table(result: dict[str, Any], command: str) -> str:
         f"{p['model_p50_ms']:.1f} ms, p50 of the per-query overheads "
         f"{p['overhead_p50_ms']:+.1f} ms. Not a target figure (`paired` says why).",
     ]
+    floor = result["floor_no_rerank"]
+    cap = floor["ceiling"]
+    lines += [
+        "",
+        f"Without rerank, what a search costs besides the model (bench/search_floor.py, in "
+        f"process, no HTTP, CPU ms per search over {floor['queries']} queries):",
+        "",
+        *search_floor.lines(floor, cap, ref["no_rerank"]["qps"][str(cap["clients"])]),
+    ]
     lines += ["", "| target | figure | met |", "|---|---|---|"]
     for target in result["targets"]:
         met = "yes" if target["met"] else "**no**"
@@ -482,15 +503,9 @@ def main() -> None:
         raise SystemExit("bench/serve.py needs wrk: apt-get install wrk")
     levels = [int(c) for c in args.concurrency.split(",")]
     command = shlex.join([".venv/bin/python", "bench/serve.py", *sys.argv[1:]])
-    name = "scifact" if args.limit_docs is None else f"scifact-{args.limit_docs}"
-    data_dir = CACHE / name
     loadavg_before = [round(x, 2) for x in os.getloadavg()]
-
-    meta_path = data_dir / "bench-meta.json"
-    this_run = args.rebuild or not meta_path.exists()
-    if this_run:
-        asyncio.run(build_index(data_dir, args.data / "corpus.jsonl", args.limit_docs))
-    meta = json.loads(meta_path.read_text())
+    data_dir, this_run = bench_index(args.data, args.limit_docs, rebuild=args.rebuild)
+    meta = json.loads((data_dir / "bench-meta.json").read_text())
     key = meta["api_key"]
     reranker = build_reranker(CACHE)
 
@@ -542,6 +557,13 @@ def main() -> None:
 
     print("model-only reference...", file=sys.stderr)
     ref = model_only(embedder, scorer, ref_queries, rerank_queries, passages, levels)
+    print("the search's CPU besides the model (bench/search_floor.py)...", file=sys.stderr)
+    floor = asyncio.run(search_floor.measure(data_dir, slices[0][:FLOOR_QUERIES], embedder))
+    top = str(max(levels))
+    floor["ceiling"] = search_floor.ceiling(
+        floor, ref["no_rerank"]["qps"][top], os.cpu_count() or 1
+    )
+    floor["ceiling"]["clients"] = int(top)
 
     targets = []
     for mode, runs_ in results.items():
@@ -575,6 +597,7 @@ def main() -> None:
         "server": results,
         "model_only": ref,
         "paired_rerank_one_client": one_client,
+        "floor_no_rerank": floor,
         "targets": targets,
         "ingest": ingest,
         "config": {
