@@ -104,8 +104,8 @@ def one_thread_per_query() -> Iterator[None]:
     """Run the FAISS calls in this block on one OpenMP thread, then restore the previous count.
 
     The OpenMP thread count is per calling thread (new threads start from the process default), so
-    this does not touch builds running elsewhere. The API searches one query per request on anyio
-    worker threads; letting each spawn an OpenMP team oversubscribes the cores. Measured on the
+    this does not touch builds running elsewhere. The API searches one query per request on the
+    pipeline's threads; letting each spawn an OpenMP team oversubscribes the cores. Measured on the
     2-core machine while other jobs ran: exact search over 50k vectors p50 24-28 ms with 2 threads,
     2.4-6 ms with 1.
     """
