@@ -105,7 +105,7 @@ async def measure(data_dir: Path, queries: Sequence[str], embedder: Embedder) ->
         raise ValueError(f"need more than {WARM} distinct queries")
     timed = texts[WARM:]
     n = len(timed)
-    embedder.embed_queries(texts[:WARM])
+    warm_vectors = embedder.embed_queries(texts[:WARM])
     wall = time.perf_counter()
     vectors: list[Any] = []
     model = cpu_ms(
@@ -129,7 +129,7 @@ async def measure(data_dir: Path, queries: Sequence[str], embedder: Embedder) ->
         def retrieve(text: str, vector: Any, language: str) -> list[tuple[str, float]]:
             return pipeline._retrieve(text, vector, generations, "hybrid", None, language)
 
-        for text, vector in zip(texts[:WARM], embedder.embed_queries(texts[:WARM]), strict=True):
+        for text, vector in zip(texts[:WARM], warm_vectors, strict=True):
             await runtime.catalog.get_passages([c for c, _ in retrieve(text, vector, "en")][:HITS])
         fused: list[list[tuple[str, float]]] = []
         stages["retrieval_and_fusion"] = cpu_ms(
@@ -172,7 +172,7 @@ async def measure(data_dir: Path, queries: Sequence[str], embedder: Embedder) ->
 def ceiling(floor: dict[str, Any], reference_qps: float, cores: int) -> dict[str, float]:
     """The highest searches/s any server could reach here, and its ratio to `reference_qps`."""
     qps = cores * 1000 / (floor["model_cpu_ms"] + floor["floor_cpu_ms"])
-    return {"qps": round(qps, 1), "ratio": round(qps / reference_qps, 3)}
+    return {"cores": cores, "qps": round(qps, 1), "ratio": round(qps / reference_qps, 3)}
 
 
 def lines(floor: dict[str, Any], cap: dict[str, float], reference_qps: float) -> list[str]:
@@ -184,7 +184,7 @@ def lines(floor: dict[str, Any], cap: dict[str, float], reference_qps: float) ->
         f"| **all but the model** | **{floor['floor_cpu_ms']:.3f}** |",
         f"| the model, batch {BATCH} (every thread) | {floor['model_cpu_ms']:.3f} |",
         "",
-        f"Ceiling: {os.cpu_count()} cores / ({floor['model_cpu_ms']:.2f} + "
+        f"Ceiling: {cap['cores']:g} cores / ({floor['model_cpu_ms']:.2f} + "
         f"{floor['floor_cpu_ms']:.2f} ms) = {cap['qps']:.0f} searches/s, "
         f"**{cap['ratio']:.2f}** of the model-only {reference_qps:.0f} q/s: the throughput ratio "
         "a server would reach if HTTP, the framework and thread hand-offs cost nothing and every "
