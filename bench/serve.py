@@ -66,6 +66,7 @@ from service.settings import load_settings
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is scripts, not a package
 import ingest_speed
 import search_floor
+import server_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "serve.json"
@@ -450,6 +451,11 @@ def table(result: dict[str, Any], command: str) -> str:
         "",
         *search_floor.lines(floor, cap, ref["no_rerank"]["qps"][str(cap["clients"])]),
     ]
+    lines += ["", "Inside the server at the most clients (bench/server_profile.py):", ""]
+    for mode, runs in result["server"].items():
+        run = max(runs, key=lambda r: r["clients"])
+        label = f"{mode}, {run['clients']} clients"
+        lines += server_profile.lines(label, run["profile"])
     lines += ["", "| target | figure | met |", "|---|---|---|"]
     for target in result["targets"]:
         met = "yes" if target["met"] else "**no**"
@@ -544,7 +550,17 @@ def main() -> None:
             check(server, key, warm[:10] if not rerank else warm[10:20], rerank)
             print(f"wrk: {mode}, {clients} clients", file=sys.stderr)
             seconds = args.rerank_duration if rerank else args.duration
-            results[mode].append(run_wrk(server, key, queries, rerank, clients, seconds))
+            assert server.process is not None
+            one_process = settings.worker_count == 1
+            before = server_profile.snapshot(
+                server.process.pid, server.url, with_metrics=one_process
+            )
+            run = run_wrk(server, key, queries, rerank, clients, seconds)
+            after = server_profile.snapshot(
+                server.process.pid, server.url, with_metrics=one_process
+            )
+            run["profile"] = server_profile.profile(before, after, run["requests"], run["seconds"])
+            results[mode].append(run)
         # Each mode's reference runs the queries its first run (one client, by default) sent.
         sent = [results["no_rerank"][0]["requests"], results["rerank"][0]["requests"]]
         ref_queries = slices[0][: min(args.ref_queries, sent[0])]
