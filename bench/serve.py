@@ -551,14 +551,11 @@ def main() -> None:
             print(f"wrk: {mode}, {clients} clients", file=sys.stderr)
             seconds = args.rerank_duration if rerank else args.duration
             assert server.process is not None
-            one_process = settings.worker_count == 1
-            before = server_profile.snapshot(
-                server.process.pid, server.url, with_metrics=one_process
-            )
+            # Each scrape of /metrics answers from one worker: stage sums only with one.
+            metrics = server.url if settings.worker_count == 1 else None
+            before = server_profile.snapshot(server.process.pid, metrics)
             run = run_wrk(server, key, queries, rerank, clients, seconds)
-            after = server_profile.snapshot(
-                server.process.pid, server.url, with_metrics=one_process
-            )
+            after = server_profile.snapshot(server.process.pid, metrics)
             run["profile"] = server_profile.profile(before, after, run["requests"], run["seconds"])
             results[mode].append(run)
         # Each mode's reference runs the queries its first run (one client, by default) sent.

@@ -6,7 +6,8 @@ or as one unit of work in one thread trip (`ledger.db.read`, what the service do
 Uses the index `bench/serve.py --limit-docs 1000` builds (run that once first). Each "search"
 reads what a search reads before ranking and after it: the API key's row, the catalog's serving
 state, and ten passages. Prints wall time and the event loop thread's CPU time per search, for
-each way; the loop's CPU is what caps a server process's throughput (`bench/serve.py`).
+each way. The loop's Python holds the GIL, and a server process serves roughly one search per
+GIL-held span of Python (README, Performance), so trips saved here are throughput.
 """
 
 from __future__ import annotations
