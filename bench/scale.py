@@ -62,17 +62,19 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 from numpy.typing import NDArray
 
-from contracts import Chunk, ChunkText, Document
+from contracts import Chunk, ChunkText, Dataset, Document
 from ingest.run import ingest_source
 from ranking.embedder import Embedder
 from ranking.faiss_build import describe
 from ranking.faiss_index import FaissIndex
 from ranking.lexical import BM25Index, LexicalDoc
+from ranking.removal import Removed
 from service.runtime import open_runtime, shared_embedder
 from service.settings import SETTINGS, load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ is scripts, not a package
 import faiss_scale
+import ingest_speed
 import serve as serve_bench
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,6 +192,9 @@ class TimedFaiss:
     def abort(self, dataset_id: str, *, generation: int, add_ids: Sequence[str]) -> None:
         self.inner.abort(dataset_id, generation=generation, add_ids=add_ids)
 
+    def drop(self, dataset_id: str) -> Removed:
+        return self.inner.drop(dataset_id)
+
     def search(
         self, query: NDArray[np.float32], k: int, generations: Mapping[str, int]
     ) -> list[tuple[str, float]]:
@@ -222,6 +227,10 @@ class TimedCatalog:
 
     async def generations(self) -> dict[str, int]:
         return dict(await self.inner.generations())
+
+    async def get_dataset(self, dataset_id: str) -> Dataset:
+        dataset: Dataset = await self.inner.get_dataset(dataset_id)
+        return dataset
 
     async def document_hashes(self, dataset_id: str) -> dict[str, str]:
         return dict(await self.inner.document_hashes(dataset_id))
@@ -384,7 +393,7 @@ def build(n: int, seed: int) -> None:
 
     async def run() -> dict[str, Any]:
         async with open_runtime(settings, with_qdrant=False, with_reranker=False) as runtime:
-            await serve_bench.ingest_speed.add_priced_dataset(
+            await ingest_speed.add_priced_dataset(
                 runtime, DATASET, "Synthetic scale corpus", snippet_cap_chars=2_000
             )
             embedder = SyntheticPassages(runtime.embedder, seed)
@@ -485,7 +494,7 @@ def retrieval_breakdown(data_dir: Path, generation: int, queries: Sequence[str])
         started = time.perf_counter()
         lexical.search(query, depth, generations)
         bm25_ms.append((time.perf_counter() - started) * 1000)
-    loaded = faiss_index._get(DATASET, generation)
+    loaded = faiss_index._load(DATASET, generation)
     result = {
         "candidate_depth": depth,
         "queries": len(queries),

@@ -18,6 +18,7 @@ import csv
 import itertools
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 from ranx import Qrels, Run, evaluate
@@ -116,7 +117,7 @@ async def main(data: Path, work: Path) -> None:
     report("dense only", lambda q: dense[q])
     for key, lists in bm25.items():
         report(f"bm25 (title weight, k1, b) = {key}", lambda q, lists=lists: lists[q])
-    results = []
+    results: list[tuple[float, str, Callable[..., list[tuple[str, float]]]]] = []
     for key, lists in bm25.items():
         for dw in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
 
