@@ -30,16 +30,22 @@ async def test_stage_sums_split_a_search_by_stage(client: httpx.AsyncClient, key
 
 
 def test_profile_tells_the_main_thread_from_a_busy_one() -> None:
+    burnt, release = threading.Event(), threading.Event()
+
     def burn() -> None:  # 0.3 s of CPU on a thread that is not the process's first
         started = time.thread_time()
         while time.thread_time() - started < 0.3:
             pass
+        burnt.set()
+        release.wait()  # alive until read: an ended thread leaves /proc/<pid>/task
 
     before = server_profile.snapshot(os.getpid(), None)
     worker = threading.Thread(target=burn)
     worker.start()
-    worker.join()
+    burnt.wait()
     after = server_profile.snapshot(os.getpid(), None)
+    release.set()
+    worker.join()
     profile = server_profile.profile(before, after, requests=1, seconds=1.0)
 
     assert profile["busiest_other_thread_cpu_ms"] >= 250  # clock ticks are 10 ms
